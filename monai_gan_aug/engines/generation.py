@@ -1,0 +1,112 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Generation workflow: a MONAI :class:`~monai.engines.Evaluator` that runs a trained generator over a loader of
+seeds (and conditions, for conditional families) and hands each batch of samples to writer handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from monai.engines import Evaluator
+from monai.networks.utils import eval_mode
+from torch.utils.data import Dataset
+
+from monai_gan_aug.losses.objectives.base import GanObjective
+from monai_gan_aug.utils.enums import GanKeys
+
+__all__ = ["SeedDataset", "GanGenerationEvaluator", "load_generator_weights"]
+
+
+class SeedDataset(Dataset):
+    """``num_samples`` items ``{"seed": seed + i, "index": i}``: the latent of item i depends on its seed only, so
+    any file of a synthetic set can be regenerated alone."""
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        self.num_samples, self.seed = int(num_samples), int(seed)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, i: int) -> dict[str, int]:
+        if not 0 <= i < self.num_samples:
+            raise IndexError(i)
+        return {"seed": self.seed + i, "index": i}
+
+
+def load_generator_weights(
+    network: torch.nn.Module, checkpoint: str, name: str = "generator", prefer_ema: bool = True
+) -> torch.nn.Module:
+    """Load a generator from a :class:`GanCheckpointHandler` checkpoint (EMA weights when present) or from a
+    plain state-dict file. Raises a clear error when the file is missing or holds no such network."""
+    import os
+
+    if not checkpoint or not os.path.isfile(checkpoint):
+        raise FileNotFoundError(
+            f"generator checkpoint {checkpoint!r} not found. Train first (configs/train.json) or pass --checkpoint PATH."
+        )
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"cannot read checkpoint {checkpoint} ({type(err).__name__}: {err}).") from err
+    sd = None
+    if isinstance(state, Mapping):
+        if prefer_ema and isinstance(state.get("ema"), Mapping) and any(k.startswith(f"{name}.") for k in state["ema"]):
+            sd = {k[len(name) + 1 :]: v for k, v in state["ema"].items() if k.startswith(f"{name}.")}
+        elif isinstance(state.get("networks"), Mapping):
+            sd = {k[len(name) + 1 :]: v for k, v in state["networks"].items() if k.startswith(f"{name}.")}
+        elif all(isinstance(v, torch.Tensor) for v in state.values()):
+            sd = dict(state)
+    if not sd:
+        raise ValueError(f"checkpoint {checkpoint} holds no weights of network {name!r}.")
+    try:
+        network.load_state_dict(sd)
+    except RuntimeError as err:
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit the configured {type(network).__name__}: {err}. Use the same "
+            "network settings (image_size, channels, latent_size) as in training."
+        ) from err
+    return network
+
+
+class GanGenerationEvaluator(Evaluator):
+    """Runs ``objective.generate`` with ``network`` as the generator for every batch of ``data_loader``.
+
+    Each batch must carry ``"seed"`` (see :class:`SeedDataset`), and the conditions the family needs (mask, boxes,
+    class). The iteration output holds the generated ``image`` (and ``label``/``boxes`` when the family produces
+    them) plus ``seed`` and ``index``, for writer handlers such as :class:`~monai_gan_aug.handlers.SyntheticWriter`.
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        data_loader: Iterable,
+        network: torch.nn.Module,
+        objective: GanObjective,
+        handlers: Any = None,
+        amp: bool = False,
+        extra_networks: Mapping[str, torch.nn.Module] | None = None,
+    ) -> None:
+        super().__init__(device=torch.device(device), val_data_loader=data_loader, val_handlers=handlers, amp=amp, decollate=False)
+        self.network = network.to(self.state.device)
+        self.objective = objective
+        self.extra_networks = dict(extra_networks or {})
+
+    def _iteration(self, engine: Any, batchdata: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(batchdata, Mapping) or "seed" not in batchdata:
+            raise ValueError("GanGenerationEvaluator needs dict batches with a 'seed' entry (use SeedDataset).")
+        seeds = [int(s) for s in torch.as_tensor(batchdata["seed"]).reshape(-1).tolist()]
+        batch = self.objective.prepare_batch(batchdata, self.state.device)
+        nets = {self.objective.generator_name: self.network, **self.extra_networks}
+        with eval_mode(*nets.values()), torch.no_grad():
+            if self.amp:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    out = self.objective.generate(nets, len(seeds), batch=batch, seeds=seeds, device=self.state.device)
+            else:
+                out = self.objective.generate(nets, len(seeds), batch=batch, seeds=seeds, device=self.state.device)
+        out = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in out.items()}
+        out["seed"] = seeds
+        out["index"] = [int(i) for i in torch.as_tensor(batchdata.get("index", seeds)).reshape(-1).tolist()]
+        return out

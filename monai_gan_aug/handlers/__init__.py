@@ -1,0 +1,20 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Ignite handlers: checkpoint/resume, sample grids, synthetic-set writer, progress."""
+
+from __future__ import annotations
+
+from .checkpoint import GanCheckpointHandler
+from .progress import GanProgressBar, TrainingSummary
+from .sample_grid import SampleGridSaver
+from .writer import SyntheticWriter, config_hash, file_sha256, reference_affine
+
+__all__ = [
+    "GanCheckpointHandler",
+    "GanProgressBar",
+    "TrainingSummary",
+    "SampleGridSaver",
+    "SyntheticWriter",
+    "config_hash",
+    "file_sha256",
+    "reference_affine",
+]

@@ -1,0 +1,81 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Adversarial criteria shared by every family and the gradient penalties.
+
+Modes (as in junyanz's ``GANLoss``, plus hinge):
+
+* ``"vanilla"``: Goodfellow et al.'s cross-entropy; the generator uses the non-saturating form ``-log D(G(z))``.
+* ``"lsgan"``: Mao et al.'s least squares (CycleGAN's choice): D -> 1 on reals, 0 on fakes.
+* ``"hinge"``: ``relu(1 - D(x)) + relu(1 + D(G(z)))`` for D, ``-D(G(z))`` for G (FastGAN).
+* ``"wgan"``: the critic's Wasserstein estimate ``D(G(z)) - D(x)``; pair it with :func:`gradient_penalty`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["ADVERSARIAL_MODES", "d_adversarial_loss", "g_adversarial_loss", "gradient_penalty", "r1_penalty"]
+
+ADVERSARIAL_MODES = ("vanilla", "lsgan", "hinge", "wgan")
+
+
+def _check(mode: str) -> None:
+    if mode not in ADVERSARIAL_MODES:
+        raise ValueError(f"adversarial mode must be one of {ADVERSARIAL_MODES}, got {mode!r}.")
+
+
+def d_adversarial_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, mode: str = "vanilla", real_label: float = 1.0
+) -> torch.Tensor:
+    """Discriminator / critic loss. ``real_label`` < 1 gives one-sided label smoothing (vanilla, lsgan)."""
+    _check(mode)
+    real_logits, fake_logits = real_logits.float(), fake_logits.float()
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(
+            real_logits, torch.full_like(real_logits, real_label)
+        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    if mode == "lsgan":
+        return 0.5 * (((real_logits - real_label) ** 2).mean() + (fake_logits**2).mean())
+    if mode == "hinge":
+        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+    return fake_logits.mean() - real_logits.mean()
+
+
+def g_adversarial_loss(fake_logits: torch.Tensor, mode: str = "vanilla") -> torch.Tensor:
+    """Generator loss on the discriminator's logits of generated samples."""
+    _check(mode)
+    fake_logits = fake_logits.float()
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    if mode == "lsgan":
+        return 0.5 * ((fake_logits - 1.0) ** 2).mean()
+    return -fake_logits.mean()
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    reals: torch.Tensor,
+    fakes: torch.Tensor,
+    center: float = 1.0,
+) -> torch.Tensor:
+    """WGAN-GP penalty of Gulrajani et al. 2017: ``E[(||grad_x D(x_hat)||_2 - center)^2]`` on random
+    interpolates ``x_hat`` between reals and fakes (one mixing weight per sample). ``critic`` may close over a
+    condition (e.g. a box map) that is not interpolated. Computed once per critic step, with ``create_graph``
+    so the penalty itself is differentiated."""
+    if reals.shape != fakes.shape:
+        raise ValueError(f"gradient_penalty: reals {tuple(reals.shape)} and fakes {tuple(fakes.shape)} differ in shape.")
+    alpha = torch.rand((reals.shape[0],) + (1,) * (reals.ndim - 1), device=reals.device, dtype=reals.dtype)
+    x_hat = (alpha * reals.detach() + (1.0 - alpha) * fakes.detach()).requires_grad_(True)
+    out = critic(x_hat)
+    (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
+    norms = grad.float().reshape(grad.shape[0], -1).norm(2, dim=1)
+    return ((norms - center) ** 2).mean()
+
+
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], reals: torch.Tensor) -> torch.Tensor:
+    """R1 penalty (Mescheder et al. 2018): ``E[||grad_x D(x)||^2]`` on reals."""
+    x = reals.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).float().sum(), x, create_graph=True)
+    return grad.float().reshape(grad.shape[0], -1).pow(2).sum(1).mean()

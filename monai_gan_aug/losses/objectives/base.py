@@ -1,0 +1,153 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""The contract between the one GAN engine and each family's maths.
+
+The engine (:class:`monai_gan_aug.engines.GanTrainer`) knows nothing about a model: each iteration it walks the
+objective's :class:`Phase` list (e.g. "discriminator" x n_critic, then "generator"), and for each phase it asks the
+objective for a loss, back-propagates it into the phase's networks only, and steps their optimizers. This is the
+phase design of NVlabs' stylegan2-ada training loop, with the per-family maths kept in one small object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from monai_gan_aug.utils.enums import GanKeys
+
+__all__ = ["Phase", "PhaseContext", "GanObjective", "NoiseToImageObjective"]
+
+
+@dataclass
+class PhaseContext:
+    """What a phase's loss function sees.
+
+    Attributes:
+        nets: name -> network. Networks are the plain modules (never DDP wrappers).
+        batch: the prepared batch (tensors on the engine's device), shared by all phases of one iteration.
+        iteration: the engine's iteration (1-based) while the phase runs.
+        repeat: index of this repeat of the phase (0 .. repeats-1), e.g. the critic step.
+        outputs: a dict the loss may write detached tensors into (e.g. ``GanKeys.FAKES``) for handlers.
+        device: the engine's device.
+    """
+
+    nets: Mapping[str, torch.nn.Module]
+    batch: dict[str, Any]
+    iteration: int
+    repeat: int
+    outputs: dict[str, Any]
+    device: torch.device
+
+
+@dataclass
+class Phase:
+    """One optimisation step kind inside an iteration.
+
+    Args:
+        name: short name used in logs and loss keys (``"d"``, ``"g"``, ``"e"``, ``"cd"``).
+        networks: names of the networks that receive gradients in this phase; all others are frozen while it runs.
+        loss: ``loss(ctx) -> (total_loss, terms)`` where ``terms`` maps names to detached scalars for logging.
+        optimizers: names of the optimizers to step (defaults to ``networks``).
+        repeats: how many times the phase runs per iteration (``n_critic`` for a WGAN critic).
+        interval: run only every ``interval`` iterations (lazy regularisation).
+    """
+
+    name: str
+    networks: Sequence[str]
+    loss: Callable[[PhaseContext], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    optimizers: Sequence[str] | None = None
+    repeats: int = 1
+    interval: int = 1
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.interval < 1:
+            raise ValueError(f"phase {self.name!r}: repeats and interval must be >= 1, got {self.repeats}, {self.interval}.")
+        self.networks = tuple(self.networks)
+        self.optimizers = tuple(self.optimizers) if self.optimizers is not None else self.networks
+
+
+class GanObjective:
+    """Base class of every family's objective.
+
+    Subclasses implement :meth:`phases` and :meth:`generate`; they may override :meth:`prepare_batch` (build
+    condition maps, split channels) and keep state through :meth:`state_dict` (e.g. progressive-growing stage).
+
+    Attributes:
+        generator_name: the network the engine keeps an EMA of and the inference workflow uses.
+    """
+
+    generator_name: str = "generator"
+
+    def phases(self) -> list[Phase]:
+        raise NotImplementedError(f"{type(self).__name__} must define phases().")
+
+    def prepare_batch(self, batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+        """Move the tensors the objective uses to ``device``. Default: the image (and label/boxes when present)."""
+        out: dict[str, Any] = {}
+        for k, v in batch.items():
+            if isinstance(v, torch.Tensor):
+                out[k] = v.to(device, non_blocking=True)
+            else:
+                out[k] = v
+        if GanKeys.IMAGE in out and isinstance(out[GanKeys.IMAGE], torch.Tensor):
+            out[GanKeys.IMAGE] = out[GanKeys.IMAGE].float()
+        return out
+
+    def generate(
+        self,
+        nets: Mapping[str, torch.nn.Module],
+        num: int,
+        batch: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, torch.Tensor]:
+        """Draw ``num`` samples; returns at least ``{GanKeys.IMAGE: (num, C, *spatial)}`` in [-1, 1]."""
+        raise NotImplementedError(f"{type(self).__name__} must define generate().")
+
+    def on_iteration_started(self, engine: Any) -> None:
+        """Hook for schedules (e.g. the progressive-growing stage and fade-in alpha)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def _latents_from_seeds(seeds: Sequence[int], shape: Sequence[int], device: torch.device | str) -> torch.Tensor:
+    """One latent per seed, independent of batch composition, so every written file can be regenerated."""
+    out = torch.empty((len(seeds), *shape))
+    for i, s in enumerate(seeds):
+        g = torch.Generator().manual_seed(int(s))
+        out[i] = torch.randn(tuple(shape), generator=g)
+    return out.to(device)
+
+
+class NoiseToImageObjective(GanObjective):
+    """Shared parts of unconditional noise -> image families (DCGAN, WGAN-GP, ...).
+
+    Args:
+        latent_size: length of the latent vector.
+        latent_spatial: trailing singleton dims of the latent (``spatial_dims`` ones for convolutional generators
+            that take ``(N, z, 1, 1)``, 0 for generators that take ``(N, z)``).
+    """
+
+    def __init__(self, latent_size: int = 100, latent_spatial: int = 2) -> None:
+        if latent_size < 1:
+            raise ValueError(f"latent_size must be >= 1, got {latent_size}.")
+        self.latent_size = int(latent_size)
+        self.latent_shape = (self.latent_size,) + (1,) * int(latent_spatial)
+
+    def sample_latents(self, num: int, device: torch.device | str) -> torch.Tensor:
+        return torch.randn((num, *self.latent_shape), device=device)
+
+    def generate(self, nets, num, batch=None, seeds=None, device="cpu"):
+        z = (
+            _latents_from_seeds(seeds, self.latent_shape, device)
+            if seeds is not None
+            else self.sample_latents(num, device)
+        )
+        return {GanKeys.IMAGE: nets[self.generator_name](z), GanKeys.LATENTS: z}
