@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .gan_trainer import GanTrainer, NonFiniteLossError
-from .generation import GanGenerationEvaluator, SeedDataset
+from .generation import GanGenerationEvaluator, SeedDataset, load_generator_weights
 from .utils import RandomStates, StateDictGroup, dist_info, find_latest_checkpoint, losses_from_output
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "NonFiniteLossError",
     "GanGenerationEvaluator",
     "SeedDataset",
+    "load_generator_weights",
     "RandomStates",
     "StateDictGroup",
     "dist_info",

@@ -90,7 +90,9 @@ class GanCheckpointHandler:
 
     def _save_on_exception(self, engine: Engine, e: Exception) -> None:
         reason = "nonfinite" if type(e).__name__ == "NonFiniteLossError" else "interrupted"
-        if self.rank == 0:
+        last = self._checkpoint.last_checkpoint
+        newer = engine.state.iteration > (checkpoint_iteration(last) or 0) if last is not None else engine.state.iteration > 0
+        if self.rank == 0 and (reason == "nonfinite" or newer):
             self.save_dir.mkdir(parents=True, exist_ok=True)
             path = self.save_dir / f"{reason}_{engine.state.iteration}.pt"
             tmp = path.with_suffix(".pt.tmp")

@@ -1,0 +1,38 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Data layer: DICOM reader for MONAI's LoadImage, datalists, the embedded demo dataset."""
+
+from __future__ import annotations
+
+from .collate import RAGGED_KEYS, gan_collate
+from .datalist import build_datalist_from_csv, build_datalist_from_folder, check_datalist, load_datalist, split_datalist
+from .errors import DatalistError, ImageReadError, InvalidBoxesError
+from .loading import LoadMedicalImage, LoadMedicalImaged, LoadMedicalImageD, LoadMedicalImageDict
+from .readers import DicomReader
+
+__all__ = [
+    "DicomReader",
+    "gan_collate",
+    "RAGGED_KEYS",
+    "LoadMedicalImage",
+    "LoadMedicalImaged",
+    "LoadMedicalImageD",
+    "LoadMedicalImageDict",
+    "build_datalist_from_folder",
+    "build_datalist_from_csv",
+    "load_datalist",
+    "split_datalist",
+    "check_datalist",
+    "DatalistError",
+    "ImageReadError",
+    "InvalidBoxesError",
+    "get_demo_datalist",
+    "make_demo_dataset",
+]
+
+
+def __getattr__(name):  # the demo module imports nilearn: load it only when asked for
+    if name in ("get_demo_datalist", "make_demo_dataset"):
+        from . import demo
+
+        return getattr(demo, name)
+    raise AttributeError(name)

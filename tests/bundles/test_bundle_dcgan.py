@@ -1,0 +1,166 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""DCGAN and WGAN-GP bundles: one tiny iteration each, inference with manifest, no silent overwrite, DICOM input,
+metadata schema, SIGKILL resume and torchrun (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from bundle_utils import REPO, bundle_cli, chain_text, run_config, tiny_demo
+
+TINY = {"image_size": 16, "base_channels": 4, "batch_size": 2, "latent_size": 8, "save_interval": 1, "sample_interval": 1}
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    return tiny_demo(str(tmp_path_factory.mktemp("demo")))
+
+
+@pytest.mark.parametrize("bundle", ["dcgan", "wgan_gp"])
+def test_train_then_infer(bundle, demo_dir, tmp_path):
+    out = tmp_path / "run"
+    run_config(bundle, "train.json", {**TINY, "dataset_dir": demo_dir, "output_dir": str(out), "max_iterations": 2})
+    ckpts = sorted(os.listdir(out / "checkpoints"))
+    assert "checkpoint_2.pt" in ckpts
+    assert sorted(os.listdir(out / "samples"))[-1] == "samples_0000002.png"
+    assert any(f.startswith("events") for f in os.listdir(out / "tensorboard"))
+
+    inf = {"dataset_dir": demo_dir, "output_dir": str(out), "num_samples": 3, "batch_size": 2,
+           **{k: TINY[k] for k in ("image_size", "base_channels", "latent_size")}}
+    run_config(bundle, "inference.json", inf, workflow_type="infer")
+    syn = out / "synthetic"
+    manifest = json.loads((syn / "manifest.json").read_text())
+    assert manifest["num_samples"] == 3 and manifest["checkpoint"].endswith("checkpoint_2.pt")
+    assert len(manifest["checkpoint_sha256"]) == 64 and manifest["config_hash"]
+    assert [f["seed"] for f in manifest["files"]] == [1000000, 1000001, 1000002]
+    nii = nib.load(syn / manifest["files"][0]["image"])
+    assert nii.shape == (16, 16) and b"SYNTHETIC" in nii.header["descrip"].tobytes()
+    arr = np.asarray(nii.dataobj)
+    assert arr.min() >= -1.0 and arr.max() <= 1.0 and arr.std() > 0
+    png = Image.open(syn / manifest["files"][0]["png"])
+    assert png.size == (16, 16) and png.text["synthetic"] == "true"
+    datalist = json.loads((syn / "datalist.json").read_text())
+    assert len(datalist["training"]) == 3 and all(d["synthetic"] for d in datalist["training"])
+
+    # a second generation into the same folder is refused and leaves the first set intact
+    before = sorted(os.listdir(syn / "images"))
+    with pytest.raises(Exception) as err:
+        run_config(bundle, "inference.json", inf, workflow_type="infer")
+    assert "already holds files" in chain_text(err.value)
+    assert sorted(os.listdir(syn / "images")) == before
+    # the same seeds regenerate the same image
+    run_config(bundle, "inference.json", {**inf, "synthetic_dir": str(out / "again")}, workflow_type="infer")
+    np.testing.assert_allclose(np.asarray(nib.load(out / "again" / manifest["files"][0]["image"]).dataobj), arr, atol=1e-6)
+
+
+def _dicom_folder(tmp: Path) -> Path:
+    """Real DICOM files of mixed transfer syntaxes and modalities from pydicom's test data."""
+    from pydicom.data import get_testdata_file
+
+    names = ["CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
+             "JPEG2000.dcm", "SC_rgb_rle.dcm", "US1_J2KR.dcm", "emri_small.dcm", "RG1_J2KI.dcm"]
+    folder = tmp / "dicoms"
+    folder.mkdir()
+    for n in names:
+        src = get_testdata_file(n)
+        if src is not None:
+            shutil.copy(src, folder / n)
+    assert len(os.listdir(folder)) >= 6
+    return folder
+
+
+def test_dcgan_on_real_dicom_folder(tmp_path):
+    folder = _dicom_folder(tmp_path)
+    out = tmp_path / "run"
+    run_config("dcgan", "train.json", {**TINY, "dataset_dir": str(folder), "output_dir": str(out), "max_epochs": 1})
+    assert any(f.startswith("checkpoint_") for f in os.listdir(out / "checkpoints"))
+    run_config("dcgan", "inference.json", {"dataset_dir": str(folder), "output_dir": str(out), "num_samples": 2,
+                                           **{k: TINY[k] for k in ("image_size", "base_channels", "latent_size")}},
+               workflow_type="infer")
+    assert json.loads((out / "synthetic" / "manifest.json").read_text())["num_samples"] == 2
+
+
+def test_corrupt_file_named_in_error(tmp_path):
+    folder = _dicom_folder(tmp_path)
+    good = (folder / "CT_small.dcm").read_bytes()
+    (folder / "broken.dcm").write_bytes(good[: len(good) // 3])
+    with pytest.raises(Exception) as err:
+        run_config("dcgan", "train.json", {**TINY, "dataset_dir": str(folder), "output_dir": str(tmp_path / "o"),
+                                           "max_epochs": 1})
+    assert "broken.dcm" in chain_text(err.value)
+
+
+@pytest.mark.parametrize("bundle", ["dcgan", "wgan_gp"])
+def test_metadata_verifies(bundle):
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", f"bundles/{bundle}/configs/metadata.json",
+         "--filepath", "bundles/schemas/meta_schema_generator.json"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert "metadata is verified with no error" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+
+
+def _tb_steps(logdir: Path) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps = []
+    for f in sorted(logdir.glob("events*")):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            if tag.endswith("g_loss"):
+                steps += [e.step for e in acc.Scalars(tag)]
+    return sorted(steps)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume(demo_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["--dataset_dir", demo_dir, "--output_dir", str(out), "--max_iterations", "400", "--image_size", "16",
+            "--base_channels", "4", "--latent_size", "8", "--batch_size", "2", "--save_interval", "5",
+            "--train#handlers#4#iteration_log", "1"]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "bundles/dcgan/configs/train.json", *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckdir = out / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (ckdir.exists() and any(f.name == "checkpoint_10.pt" for f in ckdir.iterdir())):
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    from monai_gan_aug.engines import find_latest_checkpoint
+    from monai_gan_aug.engines.utils import checkpoint_iteration
+
+    last = checkpoint_iteration(find_latest_checkpoint(ckdir))
+    assert last is not None and 10 <= last < 400
+    done = bundle_cli("dcgan", "train.json", *[a if a != "400" else str(last + 6) for a in args])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Resumed from {ckdir / f'checkpoint_{last}.pt'} at iteration {last}" in done.stdout + done.stderr
+    assert checkpoint_iteration(find_latest_checkpoint(ckdir)) == last + 6
+    steps = _tb_steps(out / "tensorboard")
+    assert steps[-1] == last + 6 and set(range(last + 1, last + 7)) <= set(steps)  # the curve continues
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_gloo(demo_dir, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "monai.bundle", "run",
+           "--config_file", "['bundles/dcgan/configs/train.json','bundles/dcgan/configs/multi_gpu_train.json']",
+           "--dataset_dir", demo_dir, "--output_dir", str(out), "--max_iterations", "2", "--image_size", "16",
+           "--base_channels", "4", "--latent_size", "8", "--batch_size", "1", "--save_interval", "1", "--device", "cpu"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (out / "checkpoints" / "checkpoint_2.pt").is_file()
