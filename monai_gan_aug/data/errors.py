@@ -7,7 +7,7 @@ keeps working, while callers that want to react to one specific problem can catc
 
 from __future__ import annotations
 
-__all__ = ["ImageReadError", "DatalistError", "InvalidBoxesError"]
+__all__ = ["DatalistError", "ImageReadError", "InvalidBoxesError"]
 
 
 class ImageReadError(ValueError):

@@ -40,9 +40,9 @@ from monai_gan_aug.data.errors import ImageReadError
 pydicom, has_pydicom = optional_import("pydicom")
 
 __all__ = [
-    "DicomReader",
     "DICOM_SUFFIXES",
     "LUMA_WEIGHTS",
+    "DicomReader",
     "has_dicom_magic",
     "is_dicom_file",
     "list_dicom_files",
@@ -326,7 +326,7 @@ class DicomReader(ImageReader):
                         f"{fname}: a multi-frame file ({a.shape[2]} frames) inside a series of {len(files)} files; "
                         "read multi-frame files one at a time."
                     )
-                if slices and a.shape != slices[0].shape:
+                if slices and a.shape[:2] + a.shape[3:] != slices[0].shape[:2] + slices[0].shape[2:]:
                     raise ImageReadError(
                         f"{fname}: slice shape {a.shape[:2]} (columns, rows) differs from {slices[0].shape[:2]} of "
                         f"{files[0]}; a series must have one matrix size. Pass series_uid or remove the odd file."
@@ -359,7 +359,7 @@ class DicomReader(ImageReader):
             ) from None
         except FileNotFoundError:
             raise ImageReadError(f"{filename}: no such file. Check the path in the datalist.") from None
-        except Exception as e:  # truncated headers surface as EOFError, struct.error, ValueError, ...
+        except Exception as e:  # noqa: BLE001 - truncated headers raise EOFError, struct.error, ValueError, ...
             raise ImageReadError(
                 f"{filename}: cannot parse the DICOM header ({type(e).__name__}: {e}); the file is corrupt or "
                 "truncated. Re-export or re-download it, or remove it from the datalist."
@@ -391,7 +391,7 @@ class DicomReader(ImageReader):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 raw = ds.pixel_array
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure of a third-party decoder becomes one clear error
             text = str(e)
             if "plugin" in text.lower() or ("missing" in text.lower() and "decod" in text.lower()):
                 hint = (
@@ -423,7 +423,7 @@ class DicomReader(ImageReader):
                 arr = raw.reshape(n_frames, rows, cols, -1)[..., :3].astype(np.float32)
         except ImageReadError:
             raise
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure of a third-party decoder becomes one clear error
             raise ImageReadError(
                 f"{filename}: cannot convert the decoded pixels ({photometric}, shape {raw.shape}): "
                 f"{type(e).__name__}: {e}. The image tags (Rows, Columns, SamplesPerPixel, LUTs) may be inconsistent; "

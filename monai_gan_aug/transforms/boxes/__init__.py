@@ -1,0 +1,66 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Bounding-box transforms: condition maps, mask -> boxes, validation, YOLO label lines."""
+
+from __future__ import annotations
+
+from monai_gan_aug.transforms.boxes.array import (
+    BoxesToConditionMap,
+    BoxesToYolo,
+    MaskToBoxes,
+    ValidateBoxes,
+    as_box_array,
+    box_problems,
+    boxes_to_condition_map,
+    boxes_to_yolo_lines,
+    crop_boxes,
+    mask_to_boxes,
+    resize_boxes,
+    shift_boxes,
+    slice_boxes,
+    validate_boxes,
+    yolo_lines_to_boxes,
+)
+from monai_gan_aug.transforms.boxes.dictionary import (
+    BoxesToConditionMapD,
+    BoxesToConditionMapd,
+    BoxesToConditionMapDict,
+    BoxesToYoloD,
+    BoxesToYolod,
+    BoxesToYoloDict,
+    MaskToBoxesD,
+    MaskToBoxesd,
+    MaskToBoxesDict,
+    ValidateBoxesD,
+    ValidateBoxesd,
+    ValidateBoxesDict,
+)
+
+__all__ = [
+    "BoxesToConditionMap",
+    "BoxesToConditionMapD",
+    "BoxesToConditionMapDict",
+    "BoxesToConditionMapd",
+    "BoxesToYolo",
+    "BoxesToYoloD",
+    "BoxesToYoloDict",
+    "BoxesToYolod",
+    "MaskToBoxes",
+    "MaskToBoxesD",
+    "MaskToBoxesDict",
+    "MaskToBoxesd",
+    "ValidateBoxes",
+    "ValidateBoxesD",
+    "ValidateBoxesDict",
+    "ValidateBoxesd",
+    "as_box_array",
+    "box_problems",
+    "boxes_to_condition_map",
+    "boxes_to_yolo_lines",
+    "crop_boxes",
+    "mask_to_boxes",
+    "resize_boxes",
+    "shift_boxes",
+    "slice_boxes",
+    "validate_boxes",
+    "yolo_lines_to_boxes",
+]
