@@ -61,7 +61,8 @@ class GanProgressBar:
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), _step)
         engine.add_event_handler(Events.COMPLETED, _close)
         engine.add_event_handler(Events.TERMINATE, _close)
-        engine.add_event_handler(Events.EXCEPTION_RAISED, _close)
+        # no EXCEPTION_RAISED handler: ignite stops re-raising an exception once that event has any handler, so a
+        # generation workflow (which has no checkpoint handler to re-raise) would end "successfully" after an error
 
 
 class TrainingSummary:
