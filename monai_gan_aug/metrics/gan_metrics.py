@@ -552,8 +552,9 @@ class MSSSIMDiversityMetric(GanMetric):
     real set's value, reported as ``real_value`` when real images are fed). MS-SSIM is MONAI's
     ``MultiScaleSSIMMetric`` on images mapped from ``[-1, 1]`` to ``[0, 1]`` (``data_range=1``; SSIM's luminance
     term assumes non-negative intensities). The interval resamples the tests. Images are kept in seeded reservoirs
-    of ``max_images``. Small images need fewer ``weights`` (scales) or a smaller ``kernel_size``: MONAI requires
-    ``size // (len(weights) - 1) ** 2 > kernel_size - 1``.
+    of ``max_images``. MONAI's MS-SSIM needs ``min(size) > (kernel_size - 1) * 2 ** (n_scales - 1)``; for smaller
+    images (e.g. 64 x 64 needs at most 3 scales with an 11-wide kernel) the coarsest scales are dropped and the
+    remaining weights renormalised, and the number of scales used is reported as ``n_scales``.
     """
 
     output_names = ("msssim",)
@@ -578,10 +579,9 @@ class MSSSIMDiversityMetric(GanMetric):
         if n_tests < 1 or n_images < 2:
             raise ValueError(f"`n_tests` must be >= 1 and `n_images` >= 2, got {n_tests}, {n_images}.")
         self.spatial_dims, self.n_tests, self.n_images, self.pair_batch = int(spatial_dims), int(n_tests), int(n_images), int(pair_batch)
-        self.ms_ssim = MultiScaleSSIMMetric(
-            spatial_dims=spatial_dims, data_range=1.0, kernel_size=kernel_size, kernel_sigma=kernel_sigma,
-            weights=tuple(weights), reduction="none",
-        )
+        self.kernel_size, self.kernel_sigma, self.weights = int(kernel_size), float(kernel_sigma), tuple(weights)
+        self._ms_ssim: dict[int, MultiScaleSSIMMetric] = {}
+        self.n_scales_used: int | None = None
         self._fake = Reservoir(max_images, seed=self.seed * 2 + 14)
         self._real = Reservoir(max_images, seed=self.seed * 2 + 15)
 
@@ -604,15 +604,33 @@ class MSSSIMDiversityMetric(GanMetric):
         self._fake.reset()
         self._real.reset()
 
+    def _metric_for(self, spatial_shape: Sequence[int]) -> MultiScaleSSIMMetric:
+        """MONAI's MS-SSIM with as many of the configured scales as the image size allows."""
+        size = int(min(spatial_shape))
+        n = len(self.weights)
+        while n > 1 and size <= (self.kernel_size - 1) * 2 ** (n - 1):
+            n -= 1
+        if size <= self.kernel_size - 1:
+            raise ValueError(f"MS-SSIM needs images larger than the {self.kernel_size}-wide kernel, got {tuple(spatial_shape)}.")
+        if n not in self._ms_ssim:
+            w = torch.tensor(self.weights[:n], dtype=torch.float64)
+            self._ms_ssim[n] = MultiScaleSSIMMetric(
+                spatial_dims=self.spatial_dims, data_range=1.0, kernel_size=self.kernel_size,
+                kernel_sigma=self.kernel_sigma, weights=tuple((w / w.sum()).tolist()), reduction="none",
+            )
+        self.n_scales_used = n
+        return self._ms_ssim[n]
+
     def pairwise(self, images: torch.Tensor) -> torch.Tensor:
         """MS-SSIM of all pairs ``i < j`` of ``images`` (in ``[-1, 1]``), ``(k (k - 1) / 2,)``."""
+        ms_ssim = self._metric_for(images.shape[2:])
         x = (images.clamp(-1, 1) + 1) / 2
         ii, jj = torch.triu_indices(len(x), len(x), offset=1)
         vals = []
         for s in range(0, len(ii), self.pair_batch):
             a, b = x[ii[s : s + self.pair_batch]], x[jj[s : s + self.pair_batch]]
-            vals.append(self.ms_ssim(a, b).reshape(len(a), -1).mean(1))
-        self.ms_ssim.reset()
+            vals.append(ms_ssim(a, b).reshape(len(a), -1).mean(1))
+        ms_ssim.reset()
         return torch.cat(vals).double()
 
     def _tests(self, reservoir: Reservoir, rng: np.random.Generator) -> np.ndarray:
@@ -630,7 +648,8 @@ class MSSSIMDiversityMetric(GanMetric):
         tests = self._tests(self._fake, self._rng(1))
         rng = self._rng(2)
         reps = [float(tests[rng.integers(0, len(tests), len(tests))].mean()) for _ in range(self.n_bootstrap)]
-        extra: dict[str, Any] = {"n_tests": self.n_tests, "n_images": min(self.n_images, len(self._fake))}
+        extra: dict[str, Any] = {"n_tests": self.n_tests, "n_images": min(self.n_images, len(self._fake)),
+                                 "n_scales": self.n_scales_used}
         if len(self._real) >= 2:
             extra["real_value"] = float(self._tests(self._real, self._rng(3)).mean())
         return {"msssim": self._result(float(tests.mean()), reps or None, self._real.seen, self._fake.seen, (0.0, 1.0), **extra)}

@@ -54,6 +54,15 @@ def test_train_then_infer(bundle, demo_dir, tmp_path):
     datalist = json.loads((syn / "datalist.json").read_text())
     assert len(datalist["training"]) == 3 and all(d["synthetic"] for d in datalist["training"])
 
+    # evaluate.json: GAN metrics of the synthetic set against the real training split (random extractor: offline)
+    run_config(bundle, "evaluate.json", {"dataset_dir": demo_dir, "output_dir": str(out), "image_size": 16,
+                                         "extractor": "random", "n_bootstrap": 5, "plot": None,
+                                         "metrics": ["fid", "kid", "mmd", "1nn", "msssim"]}, workflow_type="infer")
+    metrics = json.loads((out / "evaluation" / "gan_metrics.json").read_text())
+    text = json.dumps(metrics)
+    assert all(m in text for m in ("fid", "kid", "mmd", "1nn", "msssim"))
+    assert (out / "evaluation" / "gan_metrics.md").is_file()
+
     # a second generation into the same folder is refused and leaves the first set intact
     before = sorted(os.listdir(syn / "images"))
     with pytest.raises(Exception) as err:
