@@ -1,0 +1,231 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Objective of FastGAN (Liu et al., ICLR 2021; Sobolev's thesis, eqs. 2.6-2.8): hinge loss, the discriminator's
+self-supervised reconstruction of real images, and differentiable augmentation of everything D sees.
+
+Discriminator step (eq. 2.7)::
+
+    L_D = E[relu(1 - D(T(x)))] + E[relu(1 + D(T(G(z))))] + L_recons
+    L_recons = d(dec_big(f_8), down(T(x))) + d(dec_small(f_8'), down(T(x)_small)) + d(dec_part(crop_p(f_16)), down(crop_p(T(x))))
+
+Generator step (eq. 2.8): ``L_G = -E[D(T(G(z)))]``. ``T`` is DiffAugment (``policy``, FastGAN: ``"color,translation"``)
+with fresh parameters per call: the same policy for reals and fakes, in both steps, and one shared draw for an image
+and its low-resolution twin. The reconstruction loss ``d`` is L1 by default (the authors use LPIPS, which needs
+downloaded weights: pass ``recon_loss=monai.losses.PerceptualLoss(...)`` or any ``(pred, target) -> scalar``
+module to use it).
+
+Image + mask generation (thesis 3.3/3.4, "image and segmentation mask channels together"): with
+``mask_channels = K > 0`` the batch's ``label`` is turned into K channels in [-1, 1] and concatenated to the image, the
+networks see ``image_channels + K`` channels, and :meth:`FastGANObjective.generate` splits the output back into
+``image`` and a thresholded integer ``label`` map, which :class:`~monai_gan_aug.handlers.SyntheticWriter` writes as
+the mask of each synthetic image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from monai_gan_aug.losses.objectives.base import (
+    NoiseToImageObjective,
+    Phase,
+    PhaseContext,
+)
+from monai_gan_aug.networks.blocks.diffaugment import DiffAugment
+from monai_gan_aug.networks.nets.fastgan import crop_quarter
+from monai_gan_aug.utils.enums import GanKeys
+
+__all__ = ["FastGANObjective", "channels_to_label", "masks_to_channels"]
+
+
+def masks_to_channels(label: torch.Tensor, mask_channels: int) -> torch.Tensor:
+    """Label maps -> ``mask_channels`` binary channels in {-1, 1}.
+
+    ``label`` is ``(N, 1, *spatial)`` (one channel: ``mask_channels == 1`` takes ``label > 0.5``, more channels take
+    a one-hot of the values ``1..mask_channels``) or already ``(N, mask_channels, *spatial)`` (thresholded at 0.5).
+    """
+    if label.ndim < 3:
+        raise ValueError(f"label must be (N, C, *spatial), got shape {tuple(label.shape)}.")
+    label = label.float()
+    if label.shape[1] == mask_channels:
+        masks = label > 0.5
+    elif label.shape[1] == 1:
+        if mask_channels == 1:
+            masks = label > 0.5
+        else:
+            values = torch.arange(1, mask_channels + 1, device=label.device, dtype=label.dtype)
+            masks = torch.round(label) == values.reshape((1, -1) + (1,) * (label.ndim - 2))
+    else:
+        raise ValueError(
+            f"label has {label.shape[1]} channels; with mask_channels={mask_channels} give one integer label map or "
+            f"{mask_channels} binary channels."
+        )
+    return masks.float() * 2.0 - 1.0
+
+
+def channels_to_label(masks: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """Generated mask channels ``(N, K, *spatial)`` in [-1, 1] -> ``(N, 1, *spatial)`` uint8 label map: 1 where the
+    channel exceeds ``threshold`` for ``K == 1``; for ``K > 1`` the index (1..K) of the largest channel where it
+    exceeds ``threshold``, else 0."""
+    if masks.shape[1] == 1:
+        return (masks > threshold).to(torch.uint8)
+    best, idx = masks.max(dim=1, keepdim=True)
+    return torch.where(best > threshold, idx + 1, torch.zeros_like(idx)).to(torch.uint8)
+
+
+class FastGANObjective(NoiseToImageObjective):
+    """FastGAN: ``d`` then ``g`` phase, hinge loss, reconstruction on reals, DiffAugment.
+
+    Networks (and optimizers): ``generator`` (:class:`~monai_gan_aug.networks.nets.fastgan.FastGANGenerator`) and
+    ``discriminator`` (:class:`~monai_gan_aug.networks.nets.fastgan.FastGANDiscriminator`) with
+    ``image_channels + mask_channels`` channels.
+
+    Args:
+        latent_size: latent length (256).
+        image_channels: channels of the image itself (1 for grey-scale).
+        mask_channels: mask channels generated with the image (0: image only).
+        policy: DiffAugment policy (``"color,translation"`` in FastGAN, ``"color,translation,cutout"`` in
+            DiffAugment; ``""`` disables augmentation).
+        recon_loss: ``"l1"``, ``"mse"`` or a callable ``(pred, target) -> scalar`` (e.g. an LPIPS module).
+        recon_weight: weight of the reconstruction term.
+        margin_jitter: the authors' code draws the hinge margin from U(1 - jitter, 1) per logit (0.2); 0 gives the
+            paper's plain hinge (eq. 2.7).
+        mask_threshold: threshold of generated mask channels (in [-1, 1]) when splitting them into a label map.
+        label_key: batch key of the masks.
+    """
+
+    def __init__(
+        self,
+        latent_size: int = 256,
+        image_channels: int = 1,
+        mask_channels: int = 0,
+        policy: str | Sequence[str] = "color,translation",
+        recon_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "l1",
+        recon_weight: float = 1.0,
+        margin_jitter: float = 0.0,
+        mask_threshold: float = 0.0,
+        label_key: str = GanKeys.LABEL,
+    ) -> None:
+        super().__init__(latent_size, latent_spatial=0)
+        if image_channels < 1 or mask_channels < 0:
+            raise ValueError(f"FastGANObjective: image_channels must be >= 1 and mask_channels >= 0, got {image_channels}, {mask_channels}.")
+        if recon_weight < 0 or not 0 <= margin_jitter < 1:
+            raise ValueError(f"FastGANObjective: recon_weight must be >= 0 and margin_jitter in [0, 1), got {recon_weight}, {margin_jitter}.")
+        if isinstance(recon_loss, str):
+            if recon_loss not in ("l1", "mse"):
+                raise ValueError(f"FastGANObjective: recon_loss must be 'l1', 'mse' or a callable, got {recon_loss!r}.")
+            self.recon_fn: Callable = F.l1_loss if recon_loss == "l1" else F.mse_loss
+        elif callable(recon_loss):
+            self.recon_fn = recon_loss
+        else:
+            raise TypeError(f"FastGANObjective: recon_loss must be 'l1', 'mse' or a callable, got {type(recon_loss).__name__}.")
+        self.image_channels, self.mask_channels = int(image_channels), int(mask_channels)
+        self.channels = self.image_channels + self.mask_channels
+        self.augment = DiffAugment(policy, color_channels=self.image_channels)
+        self.recon_weight, self.margin_jitter, self.mask_threshold = float(recon_weight), float(margin_jitter), float(mask_threshold)
+        self.label_key = label_key
+        self._phases = [Phase("d", ["discriminator"], self.d_loss), Phase("g", ["generator"], self.g_loss)]
+
+    def phases(self) -> list[Phase]:
+        return self._phases
+
+    def prepare_batch(self, batch: Mapping, device: torch.device) -> dict:
+        """Move tensors; with mask channels, append the label's channels (in [-1, 1]) to the image."""
+        out = super().prepare_batch(batch, device)
+        image = out.get(GanKeys.IMAGE)
+        if isinstance(image, torch.Tensor) and self.mask_channels and image.shape[1] == self.image_channels:
+            label = out.get(self.label_key)
+            if not isinstance(label, torch.Tensor):
+                raise ValueError(
+                    f"FastGANObjective(mask_channels={self.mask_channels}) needs '{self.label_key}' masks in every "
+                    "batch (load them with the image), or set mask_channels to 0 to generate images only."
+                )
+            if label.shape[0] != image.shape[0] or label.shape[2:] != image.shape[2:]:
+                raise ValueError(
+                    f"'{self.label_key}' of shape {tuple(label.shape)} does not match the image {tuple(image.shape)}; "
+                    "resize masks with the image (nearest interpolation)."
+                )
+            out[GanKeys.IMAGE] = torch.cat([image, masks_to_channels(label.to(image.device), self.mask_channels)], dim=1)
+        return out
+
+    # ------------------------------------------------------------------ losses
+    def _recon(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = F.interpolate(target.float(), size=pred.shape[2:], mode="area")
+        return self.recon_fn(pred.float(), target)
+
+    def _hinge_real(self, logits: torch.Tensor) -> torch.Tensor:
+        margin = 1.0 - self.margin_jitter * torch.rand_like(logits.float()) if self.margin_jitter else 1.0
+        return F.relu(margin - logits.float()).mean()
+
+    def _hinge_fake(self, logits: torch.Tensor) -> torch.Tensor:
+        margin = 1.0 - self.margin_jitter * torch.rand_like(logits.float()) if self.margin_jitter else 1.0
+        return F.relu(margin + logits.float()).mean()
+
+    def _check_reals(self, reals: torch.Tensor) -> None:
+        if reals.shape[1] != self.channels:
+            raise ValueError(
+                f"FastGANObjective expects {self.channels} channels ({self.image_channels} image + {self.mask_channels} "
+                f"mask), got a batch of shape {tuple(reals.shape)}; check image_channels / mask_channels."
+            )
+
+    def d_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        reals = ctx.batch[GanKeys.IMAGE]
+        self._check_reals(reals)
+        g, d = ctx.nets["generator"], ctx.nets["discriminator"]
+        with torch.no_grad():
+            fake, fake_small = g(self.sample_latents(reals.shape[0], ctx.device), return_small=True)
+        real_aug = self.augment(reals)
+        real_small = F.interpolate(real_aug, size=fake_small.shape[2:], mode="area")
+        fake_aug, fake_small_aug = self.augment(fake, fake_small)
+        part = int(torch.randint(0, 4, ()).item())  # CPU generator: no device sync
+        real_logits, (rec_big, rec_small, rec_part) = d(real_aug, real_small, part=part)
+        fake_logits = d(fake_aug, fake_small_aug)
+        hinge = self._hinge_real(real_logits) + self._hinge_fake(fake_logits)
+        recon = (
+            self._recon(rec_big, real_aug) + self._recon(rec_small, real_small) + self._recon(rec_part, crop_quarter(real_aug, part))
+        )
+        loss = hinge + self.recon_weight * recon
+        return loss, {
+            "hinge": hinge.detach(),
+            "recon": recon.detach(),
+            "real_logit": real_logits.detach().float().mean(),
+            "fake_logit": fake_logits.detach().float().mean(),
+        }
+
+    def g_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        n = ctx.batch[GanKeys.IMAGE].shape[0]
+        fake, fake_small = ctx.nets["generator"](self.sample_latents(n, ctx.device), return_small=True)
+        ctx.outputs[GanKeys.FAKES] = fake.detach()
+        fake_aug, fake_small_aug = self.augment(fake, fake_small)
+        return -ctx.nets["discriminator"](fake_aug, fake_small_aug).float().mean(), {}
+
+    # ------------------------------------------------------------------ sampling
+    def seeded_inputs(
+        self, generator: torch.nn.Module, seeds: Sequence[int], device: torch.device | str
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Latents and noise-injection maps drawn from one ``torch.Generator`` per seed, so sample i depends on
+        ``seeds[i]`` only."""
+        shapes = list(getattr(generator, "noise_shapes", []))
+        zs, maps = [], [[] for _ in shapes]
+        for s in seeds:
+            gen = torch.Generator().manual_seed(int(s))
+            zs.append(torch.randn(self.latent_shape, generator=gen))
+            for k, shape in enumerate(shapes):
+                maps[k].append(torch.randn(tuple(shape), generator=gen))
+        z = torch.stack(zs).to(device)
+        return z, [torch.stack(m).to(device) for m in maps]
+
+    def generate(self, nets, num, batch=None, seeds=None, device="cpu"):
+        """``{"image": (num, image_channels, S, S), "label": (num, 1, S, S) uint8 (with mask channels), "latents"}``."""
+        g = nets[self.generator_name]
+        if seeds is not None:
+            z, noises = self.seeded_inputs(g, seeds, device)
+            out = g(z, noises=noises)
+        else:
+            z = self.sample_latents(num, device)
+            out = g(z)
+        result = {GanKeys.IMAGE: out[:, : self.image_channels], GanKeys.LATENTS: z}
+        if self.mask_channels:
+            result[GanKeys.LABEL] = channels_to_label(out[:, self.image_channels :].float(), self.mask_threshold)
+        return result

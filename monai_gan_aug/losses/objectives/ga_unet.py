@@ -1,0 +1,322 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Objective and data plumbing of the generative adversarial U-Net (Chen et al., "Generative adversarial U-Net for
+domain-free medical image augmentation", 2021).
+
+The generator turns a real image ``x_j`` of class ``c`` and Gaussian noise into a new image ``x_g`` of that class;
+the critic scores *pairs* of same-class images: ``(x_i, x_j)``, two real images, against ``(x_i, x_g)``. WGAN-GP
+(eqs. 4-5, Algorithm 1)::
+
+    L_D = E[D(x_i, G(x_j, c, z), c)] - E[D(x_i, x_j, c)] + lambda * E[(||grad D(p_hat)||_2 - 1)^2]
+    L_G = -E[D(x_i, G(x_j, c, z), c)]
+
+``p_hat`` interpolates the real and the fake pair (``x_i`` is common to both, so only the second image is actually
+mixed, as in Algorithm 1's ``eps * x_i + (1 - eps) * x_g`` read on pairs); ``lambda = 10``, Adam(1e-4, 0, 0.9),
+``n_critic`` critic steps per generator step.
+
+Training needs, for each image ``x_i``, another image ``x_j`` of the same class: :class:`SameClassPairDataset` (a
+MONAI ``CacheDataset``) adds it under ``"reference"``. Generation needs reference images and classes:
+:class:`ReferenceSeedDataset` yields ``{"seed", "index", "reference", "class"}`` items for
+:class:`~monai_gan_aug.engines.GanGenerationEvaluator`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import CacheDataset, Dataset
+from monai.data.utils import set_rnd
+from monai.transforms import Randomizable, apply_transform
+
+from monai_gan_aug.losses.adversarial import gradient_penalty
+from monai_gan_aug.losses.objectives.base import (
+    GanObjective,
+    Phase,
+    PhaseContext,
+    _latents_from_seeds,
+)
+from monai_gan_aug.utils.enums import GanKeys
+
+__all__ = ["REFERENCE_KEY", "GAUNetObjective", "ReferenceSeedDataset", "SameClassPairDataset"]
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_KEY = "reference"
+"""Batch key of the same-class reference image ``x_j``."""
+
+
+def _item_class(item: Any, index: int, class_key: str, where: str) -> int:
+    if not isinstance(item, Mapping) or class_key not in item or item[class_key] is None:
+        raise ValueError(
+            f"{where}: item {index} has no '{class_key}'. GA-UNet needs an image-level class for every image (an int; "
+            "the demo dataset gives class 1 to slices with a lesion); add it to the datalist."
+        )
+    value = item[class_key]
+    if isinstance(value, torch.Tensor):
+        value = value.reshape(-1)[0].item()
+    try:
+        return int(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: item {index} has '{class_key}' = {value!r}, which is not an integer class.") from err
+
+
+class SameClassPairDataset(Randomizable, CacheDataset):
+    """A MONAI :class:`~monai.data.CacheDataset` whose items also carry a second image of the same class.
+
+    Item ``i`` is the transformed datalist item ``i`` plus ``reference_key``: the ``image_key`` of the transformed
+    item ``j``, where ``j != i`` is drawn uniformly among the items of the same class (``j = i`` when the class has a
+    single item). Both go through the same ``transform`` (deterministic transforms cached once per item, random ones
+    drawn independently). The draw uses ``self.R``; MONAI's ``DataLoader`` seeds it (and the transforms) per worker.
+
+    Args:
+        data: datalist items, each with an integer ``class_key``.
+        transform: MONAI transforms of one item (a ``Compose`` for caching).
+        class_key: key of the image-level class.
+        image_key: key of the image.
+        reference_key: key the second image is stored under.
+        kwargs: further :class:`~monai.data.CacheDataset` arguments (``cache_rate``, ``num_workers``, ``progress``...).
+    """
+
+    def __init__(
+        self,
+        data: Sequence,
+        transform: Sequence[Callable] | Callable | None = None,
+        class_key: str = GanKeys.CLASS,
+        image_key: str = GanKeys.IMAGE,
+        reference_key: str = REFERENCE_KEY,
+        **kwargs: Any,
+    ) -> None:
+        self.class_key, self.image_key, self.reference_key = class_key, image_key, reference_key
+        CacheDataset.__init__(self, data, transform, **kwargs)  # calls set_data, which indexes the classes
+
+    def _index_classes(self, data: Sequence) -> None:
+        if len(data) == 0:
+            raise ValueError("SameClassPairDataset: the datalist is empty.")
+        self.classes = [_item_class(item, i, self.class_key, "SameClassPairDataset") for i, item in enumerate(data)]
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, c in enumerate(self.classes):
+            groups[c].append(i)
+        self.groups = {c: np.asarray(idx, dtype=np.int64) for c, idx in groups.items()}
+        single = sorted(c for c, idx in self.groups.items() if len(idx) == 1)
+        if single:
+            logger.warning("SameClassPairDataset: class(es) %s have a single image, which is paired with itself.", single)
+        self._pair: int | None = None
+
+    def set_data(self, data: Sequence) -> None:
+        """Replace the datalist (rebuilds the class index and the cache)."""
+        self._index_classes(data)
+        super().set_data(data)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> SameClassPairDataset:
+        """Seed the partner draw and, with a different seed, the random transforms (MONAI's ``set_rnd`` stops at the
+        first object with ``set_random_state``, so the transforms are seeded here)."""
+        super().set_random_state(seed, state)
+        if seed is not None and self.transform is not None:
+            set_rnd(self.transform, seed + 1)
+        return self
+
+    def randomize(self, index: int) -> None:
+        """Draw the partner of item ``index`` into ``self._pair``."""
+        group = self.groups[self.classes[index]]
+        if len(group) == 1:
+            self._pair = int(index)
+            return
+        k = int(self.R.randint(len(group) - 1))
+        others = group[group != index]
+        self._pair = int(others[k])
+
+    def _transform(self, index: int):
+        index = int(index) % len(self)
+        item = super()._transform(index)
+        self.randomize(index)
+        partner = super()._transform(self._pair)
+        if not isinstance(item, Mapping) or self.image_key not in partner:
+            raise ValueError(
+                f"SameClassPairDataset: the transform must return one dict with '{self.image_key}' per item (got "
+                f"{type(item).__name__}); transforms returning several samples per item are not supported."
+            )
+        item = dict(item)
+        item[self.reference_key] = partner[self.image_key]
+        return item
+
+
+class ReferenceSeedDataset(Dataset):
+    """Conditions for GA-UNet generation: item ``i`` is ``{"seed": seed + i, "index": i, reference_key: image,
+    class_key: class}`` with the transformed image of reference ``i % len(references)``.
+
+    Args:
+        data: datalist items (e.g. the training split), each with ``image_key`` and an integer ``class_key``.
+        transform: deterministic preprocessing of one item (as in training, without random augmentation).
+        num_samples: number of samples to generate.
+        seed: seed of the first sample.
+        classes: keep only references of these classes (None: all).
+        class_key: key of the class.
+        image_key: key of the image.
+        reference_key: key of the reference in the output.
+    """
+
+    def __init__(
+        self,
+        data: Sequence,
+        transform: Callable | None = None,
+        num_samples: int = 64,
+        seed: int = 0,
+        classes: Sequence[int] | None = None,
+        class_key: str = GanKeys.CLASS,
+        image_key: str = GanKeys.IMAGE,
+        reference_key: str = REFERENCE_KEY,
+    ) -> None:
+        if num_samples < 1:
+            raise ValueError(f"ReferenceSeedDataset: num_samples must be >= 1, got {num_samples}.")
+        wanted = None if classes is None else {int(c) for c in classes}
+        refs = [
+            item for i, item in enumerate(data)
+            if wanted is None or _item_class(item, i, class_key, "ReferenceSeedDataset") in wanted
+        ]
+        for i, item in enumerate(refs):
+            _item_class(item, i, class_key, "ReferenceSeedDataset")
+        if not refs:
+            raise ValueError(
+                f"ReferenceSeedDataset: no reference image{'' if wanted is None else f' of class(es) {sorted(wanted)}'}; "
+                "pass a datalist with such images."
+            )
+        super().__init__(refs, transform)
+        self.num_samples, self.seed = int(num_samples), int(seed)
+        self.class_key, self.image_key, self.reference_key = class_key, image_key, reference_key
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _transform(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.num_samples:
+            raise IndexError(index)
+        raw = self.data[index % len(self.data)]
+        item = apply_transform(self.transform, dict(raw)) if self.transform is not None else dict(raw)
+        return {
+            "seed": self.seed + index,
+            "index": index,
+            self.reference_key: item[self.image_key],
+            self.class_key: _item_class(raw, index, self.class_key, "ReferenceSeedDataset"),
+        }
+
+
+class GAUNetObjective(GanObjective):
+    """GA-UNet with WGAN-GP: ``d`` (``n_critic`` repeats, fresh noise each) then ``g``.
+
+    Networks (and optimizers): ``generator``
+    (:class:`~monai_gan_aug.networks.nets.ga_unet.GAUNetGenerator`) and ``discriminator``
+    (:class:`~monai_gan_aug.networks.nets.ga_unet.GAUNetCritic`). Batches carry ``image`` (``x_i``),
+    ``reference`` (``x_j``, same class) and ``class``.
+
+    Args:
+        noise_size: length of the Gaussian noise ``z`` (the generator's ``noise_size``).
+        num_classes: number of classes.
+        n_critic: critic steps per generator step (Algorithm 1, WGAN-GP's 5).
+        lambda_gp: gradient-penalty weight (10).
+        reference_key: batch key of ``x_j``.
+        class_key: batch key of the class.
+    """
+
+    def __init__(
+        self,
+        noise_size: int = 100,
+        num_classes: int = 2,
+        n_critic: int = 5,
+        lambda_gp: float = 10.0,
+        reference_key: str = REFERENCE_KEY,
+        class_key: str = GanKeys.CLASS,
+    ) -> None:
+        if noise_size < 1 or num_classes < 1 or n_critic < 1:
+            raise ValueError(f"GAUNetObjective: noise_size, num_classes and n_critic must be >= 1, got {noise_size}, {num_classes}, {n_critic}.")
+        if lambda_gp < 0:
+            raise ValueError(f"GAUNetObjective: lambda_gp must be >= 0, got {lambda_gp}.")
+        self.noise_size, self.num_classes = int(noise_size), int(num_classes)
+        self.n_critic, self.lambda_gp = int(n_critic), float(lambda_gp)
+        self.reference_key, self.class_key = reference_key, class_key
+        self._phases = [Phase("d", ["discriminator"], self.d_loss, repeats=self.n_critic), Phase("g", ["generator"], self.g_loss)]
+
+    def phases(self) -> list[Phase]:
+        return self._phases
+
+    def sample_noise(self, num: int, device: torch.device | str) -> torch.Tensor:
+        return torch.randn((num, self.noise_size), device=device)
+
+    def prepare_batch(self, batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+        """Move tensors; the class becomes an ``(N,)`` long tensor, range-checked on the host before the move."""
+        if self.class_key in batch and batch[self.class_key] is not None:
+            cls = torch.as_tensor(batch[self.class_key]).reshape(-1)
+            if cls.is_floating_point() and not torch.equal(cls, cls.round()):
+                raise ValueError(f"'{self.class_key}' must hold integer classes, got {cls.tolist()}.")
+            cls = cls.long()
+            if cls.device.type == "cpu" and bool(((cls < 0) | (cls >= self.num_classes)).any()):
+                raise ValueError(
+                    f"'{self.class_key}' values must be in 0..{self.num_classes - 1} (num_classes={self.num_classes}), "
+                    f"got {sorted(set(cls.tolist()))}."
+                )
+            batch = {**batch, self.class_key: cls}
+        out = super().prepare_batch(batch, device)
+        if isinstance(out.get(self.reference_key), torch.Tensor):
+            out[self.reference_key] = out[self.reference_key].float()
+        return out
+
+    def _inputs(self, ctx: PhaseContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = ctx.batch
+        missing = [k for k in (GanKeys.IMAGE, self.reference_key, self.class_key) if not isinstance(b.get(k), torch.Tensor)]
+        if missing:
+            raise ValueError(
+                f"GAUNetObjective: training batches need {missing}; build the dataset with SameClassPairDataset "
+                "(it adds the same-class 'reference' image) from a datalist with a 'class' per image."
+            )
+        x_i, x_j = b[GanKeys.IMAGE], b[self.reference_key]
+        if x_i.shape != x_j.shape:
+            raise ValueError(f"GAUNetObjective: image {tuple(x_i.shape)} and reference {tuple(x_j.shape)} differ in shape.")
+        return x_i, x_j, b[self.class_key]
+
+    def d_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x_i, x_j, c = self._inputs(ctx)
+        with torch.no_grad():
+            x_g = ctx.nets["generator"](x_j, c, self.sample_noise(x_i.shape[0], ctx.device))
+        d = ctx.nets["discriminator"]
+        s_real, s_fake = d(x_i, x_j, c).float().mean(), d(x_i, x_g, c).float().mean()
+        n_ch = x_i.shape[1]
+        gp = gradient_penalty(
+            lambda pair: d(pair[:, :n_ch], pair[:, n_ch:], c), torch.cat([x_i, x_j], 1), torch.cat([x_i, x_g], 1)
+        )
+        loss = s_fake - s_real + self.lambda_gp * gp
+        return loss, {"wasserstein": (s_real - s_fake).detach(), "gp": gp.detach()}
+
+    def g_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x_i, x_j, c = self._inputs(ctx)
+        x_g = ctx.nets["generator"](x_j, c, self.sample_noise(x_i.shape[0], ctx.device))
+        ctx.outputs[GanKeys.FAKES] = x_g.detach()
+        return -ctx.nets["discriminator"](x_i, x_g, c).float().mean(), {}
+
+    def generate(self, nets, num, batch=None, seeds=None, device="cpu"):
+        """New images of the batch's classes from its reference images.
+
+        ``batch`` must hold ``reference`` (or ``image``) ``(num, C, *spatial)`` and ``class`` ``(num,)``; sample i
+        depends only on its reference, class and ``seeds[i]`` (noise ``N(0, I)`` from that seed).
+
+        Returns:
+            ``{"image": x_g, "class": (num,), "latents": z}``.
+        """
+        if batch is None:
+            raise ValueError(
+                "GA-UNet generates from reference images: pass a batch with 'reference' images and their 'class' "
+                "(e.g. from ReferenceSeedDataset)."
+            )
+        ref = batch.get(self.reference_key, batch.get(GanKeys.IMAGE))
+        cls = batch.get(self.class_key)
+        if not isinstance(ref, torch.Tensor) or cls is None:
+            raise ValueError(f"GAUNetObjective.generate needs '{self.reference_key}' (or 'image') and '{self.class_key}' in the batch.")
+        cls = torch.as_tensor(cls, device=ref.device).reshape(-1).long()
+        if ref.shape[0] < num or cls.shape[0] < num:
+            raise ValueError(f"GAUNetObjective.generate: asked for {num} samples but the batch has {ref.shape[0]} references.")
+        ref, cls = ref[:num].to(device).float(), cls[:num].to(device)
+        z = _latents_from_seeds(seeds, (self.noise_size,), device) if seeds is not None else self.sample_noise(num, device)
+        x_g = nets[self.generator_name](ref, cls, z)
+        return {GanKeys.IMAGE: x_g, GanKeys.CLASS: cls, GanKeys.LATENTS: z}
