@@ -77,6 +77,7 @@ class SyntheticWriter:
     boxes as YOLO ``.txt``), a ``manifest.json`` (checkpoint, its sha256, seed and config hash of every file) and a
     MONAI ``datalist.json`` (the format every loader of this project reads, with ``synthetic: true``).
 
+    For 3D samples the PNG is a preview of the middle slice along the last axis (the NIfTI holds the volume).
     Every image is marked synthetic: the NIfTI header's ``descrip`` reads "SYNTHETIC monai_gan_aug", PNGs carry
     ``synthetic``/``source``/``seed`` text chunks. The output folder must not exist or be empty unless
     ``overwrite=True``: an earlier synthetic set is never replaced silently (the check happens at construction,
@@ -130,6 +131,8 @@ class SyntheticWriter:
     def _png(self, arr: np.ndarray, path: Path, info: Mapping[str, str], is_label: bool = False) -> None:
         from PIL import Image, PngImagePlugin
 
+        if arr.ndim == 4:  # 3D: the PNG is a preview of the middle slice along the last axis
+            arr = arr[..., arr.shape[-1] // 2]
         if is_label:
             img = np.transpose(arr[0] if arr.ndim == 3 else arr).astype(np.uint8)
             mode_img = Image.fromarray(img)

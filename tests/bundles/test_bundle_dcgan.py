@@ -173,3 +173,19 @@ def test_torchrun_two_ranks_gloo(demo_dir, tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (out / "checkpoints" / "checkpoint_2.pt").is_file()
+
+
+@pytest.mark.parametrize("bundle", ["dcgan", "wgan_gp"])
+def test_3d_volumes(bundle, tmp_path_factory, tmp_path):
+    demo3 = tiny_demo(str(tmp_path_factory.mktemp("demo3")), spatial_dims=3, image_size=16)
+    tiny = {"image_size": 16, "base_channels": 4, "batch_size": 1, "latent_size": 8, "spatial_dims": 3}
+    out = tmp_path / "run"
+    run_config(bundle, "train.json", {**tiny, "dataset_dir": demo3, "output_dir": str(out), "max_iterations": 1})
+    run_config(bundle, "inference.json", {**tiny, "dataset_dir": demo3, "output_dir": str(out), "num_samples": 2},
+               workflow_type="infer")
+    manifest = json.loads((out / "synthetic" / "manifest.json").read_text())
+    vol = nib.load(out / "synthetic" / manifest["files"][0]["image"])
+    assert vol.shape == (16, 16, 16)
+    ref = nib.load(json.loads(Path(demo3).read_text())["training"][0]["image"].join([str(Path(demo3).parent) + "/", ""]))
+    # spacing of the training volume, scaled by the size ratio
+    assert np.allclose(np.abs(np.diag(vol.affine)[:3]), np.abs(np.diag(ref.affine)[:3]) * ref.shape[0] / 16, rtol=1e-3)
