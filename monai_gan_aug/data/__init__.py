@@ -7,6 +7,15 @@ from .collate import RAGGED_KEYS, gan_collate
 from .datalist import build_datalist_from_csv, build_datalist_from_folder, check_datalist, load_datalist, split_datalist
 from .errors import DatalistError, ImageReadError, InvalidBoxesError
 from .loading import LoadMedicalImage, LoadMedicalImaged, LoadMedicalImageD, LoadMedicalImageDict
+from .mix import (
+    FolderSource,
+    GeneratorSource,
+    SyntheticMixDataset,
+    SyntheticMixEpochHandler,
+    SyntheticMixError,
+    SyntheticSource,
+    write_synthetic_set,
+)
 from .readers import DicomReader
 
 __all__ = [
@@ -25,6 +34,13 @@ __all__ = [
     "DatalistError",
     "ImageReadError",
     "InvalidBoxesError",
+    "SyntheticSource",
+    "FolderSource",
+    "GeneratorSource",
+    "SyntheticMixDataset",
+    "SyntheticMixEpochHandler",
+    "SyntheticMixError",
+    "write_synthetic_set",
     "get_demo_datalist",
     "make_demo_dataset",
 ]

@@ -27,6 +27,7 @@ from .boxes.dictionary import (
     ValidateBoxesD,
     ValidateBoxesDict,
 )
+from .mix import SyntheticMix, SyntheticMixd, SyntheticMixD, SyntheticMixDict
 from .preprocessing.array import (
     CheckImage,
     CropResizeToPowerOfTwo,
@@ -60,4 +61,4 @@ from .preprocessing.dictionary import (
     ScaleToSymmetricRangeDict,
 )
 
-__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing")]
+__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing", "mix")]
