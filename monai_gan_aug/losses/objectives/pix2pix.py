@@ -1,0 +1,317 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Pix2Pix objective (Isola et al., "Image-to-image translation with conditional adversarial networks", CVPR 2017)
+and the encoding of its conditions (masks, multi-class maps or images).
+
+Loss (Isola et al. eq. 4; Sobolev, thesis eq. 2.4)::
+
+    G* = arg min_G max_D  L_cGAN(G, D) + lambda * L_L1(G)
+
+``D`` sees (condition, image) pairs concatenated on the channel axis and outputs a PatchGAN logit map. The
+adversarial criterion is the cross-entropy (``"vanilla"``, the paper's) or least squares (``"lsgan"``); the
+reconstruction term is L1 with ``lambda = 100`` and/or the thesis' perceptual loss
+(:class:`~monai_gan_aug.losses.perceptual.PerceptualFeatureLoss`). As in the paper, the discriminator's
+objective is halved. There is no noise input: like the authors we rely on dropout alone, so generation from a
+condition is deterministic in eval mode (a written file is regenerated from its condition).
+
+Conditions (``cond_mode``): a label map is one-hot encoded (``"onehot"``, ``num_classes`` channels, values -1/1)
+or scaled to ``[-1, 1]`` in one channel (``"scaled"``: ``label / (num_classes - 1) * 2 - 1``); an image
+(``"image"``) is used as it is (already in ``[-1, 1]``). The encoded condition is ``batch["cond"]``; the raw map
+stays under ``cond_key`` so generation can hand it back as the sample's label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
+from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
+from monai_gan_aug.utils.enums import GanKeys
+
+__all__ = [
+    "COND_MODES",
+    "Pix2PixObjective",
+    "condition_channels",
+    "decode_mask",
+    "encode_condition",
+    "mask_to_display",
+]
+
+COND_MODES = ("onehot", "scaled", "image")
+
+
+def _check_mode(cond_mode: str, num_classes: int) -> None:
+    if cond_mode not in COND_MODES:
+        raise ValueError(f"cond_mode must be one of {COND_MODES}, got {cond_mode!r}.")
+    if cond_mode != "image" and (isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2):
+        raise ValueError(f"num_classes must be an integer >= 2 for a label condition, got {num_classes!r}.")
+
+
+def condition_channels(cond_mode: str = "onehot", num_classes: int = 2, image_channels: int = 1) -> int:
+    """Channels of an encoded condition: ``num_classes`` (one-hot), 1 (scaled) or ``image_channels`` (image)."""
+    _check_mode(cond_mode, num_classes)
+    return {"onehot": int(num_classes), "scaled": 1, "image": int(image_channels)}[cond_mode]
+
+
+def encode_condition(
+    cond: torch.Tensor, cond_mode: str = "onehot", num_classes: int = 2, name: str = "cond", check: bool = True
+) -> torch.Tensor:
+    """Encode a condition for the networks (see the module docstring).
+
+    Args:
+        cond: ``(N, 1, *spatial)`` label map with values ``0 .. num_classes - 1`` (interpolated maps are rounded),
+            or ``(N, C, *spatial)`` image in ``[-1, 1]`` for ``cond_mode="image"``.
+        cond_mode: ``"onehot"``, ``"scaled"`` or ``"image"``.
+        num_classes: classes of the label map, background included.
+        name: the condition's key, for error messages.
+        check: verify that label values lie in ``0 .. num_classes - 1`` (one host sync).
+
+    Raises:
+        ValueError: a multi-channel label map, or labels outside the class range.
+    """
+    _check_mode(cond_mode, num_classes)
+    if not isinstance(cond, torch.Tensor) or cond.ndim < 3:
+        raise ValueError(f"condition {name!r} must be a (N, C, *spatial) tensor, got {type(cond).__name__} {getattr(cond, 'shape', '')}.")
+    if cond_mode == "image":
+        return cond.float()
+    if cond.shape[1] != 1:
+        raise ValueError(
+            f"condition {name!r} must be a single-channel label map (N, 1, *spatial), got shape {tuple(cond.shape)}; "
+            "load masks with EnsureChannelFirstd and do not one-hot them in the preprocessing."
+        )
+    labels = cond.round().long() if cond.is_floating_point() else cond.long()
+    if check and bool(((labels < 0) | (labels >= num_classes)).any()):
+        raise ValueError(
+            f"condition {name!r} holds values outside 0..{num_classes - 1} (min {int(labels.min())}, max "
+            f"{int(labels.max())}); set num_classes to the number of classes of the map (background included) and "
+            "resize masks with nearest-neighbour interpolation."
+        )
+    if cond_mode == "scaled":
+        return labels.float() * (2.0 / (num_classes - 1)) - 1.0
+    shape = list(labels.shape)
+    shape[1] = num_classes
+    onehot = torch.zeros(shape, device=labels.device, dtype=torch.float32).scatter_(1, labels, 1.0)
+    return onehot * 2.0 - 1.0
+
+
+def decode_mask(x: torch.Tensor, cond_mode: str = "onehot", num_classes: int = 2) -> torch.Tensor:
+    """Turn a generated (or encoded) condition back into a valid label map ``(N, 1, *spatial)`` (int64).
+
+    ``"onehot"``: argmax over the channels; ``"scaled"``: the nearest class level (for a binary mask, a threshold
+    at 0).
+    """
+    _check_mode(cond_mode, num_classes)
+    if cond_mode == "image":
+        raise ValueError("decode_mask: an image condition is not a label map.")
+    if cond_mode == "onehot":
+        if x.shape[1] != num_classes:
+            raise ValueError(f"decode_mask: one-hot input needs {num_classes} channels, got shape {tuple(x.shape)}.")
+        return x.argmax(dim=1, keepdim=True)
+    if x.shape[1] != 1:
+        raise ValueError(f"decode_mask: scaled input needs 1 channel, got shape {tuple(x.shape)}.")
+    return ((x.float() + 1.0) * 0.5 * (num_classes - 1)).round().clamp(0, num_classes - 1).long()
+
+
+def mask_to_display(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """A label map as a one-channel float image in ``[-1, 1]`` (class ``k`` -> ``k / (num_classes - 1) * 2 - 1``)."""
+    return mask.float() * (2.0 / (num_classes - 1)) - 1.0
+
+
+class Pix2PixObjective(GanObjective):
+    """Isola et al. (2017) conditional GAN: ``G(cond) -> image``, ``D(cond, image) -> patch logits``.
+
+    Networks: ``generator`` (e.g. :class:`~monai_gan_aug.networks.nets.pix2pix.Pix2PixGenerator`) and
+    ``discriminator`` (:class:`~monai_gan_aug.networks.blocks.patchgan.PatchGANDiscriminator` with
+    ``in_channels = condition channels + image channels``); optimizers of the same names.
+
+    Phases: ``g`` then ``d``. The generator's forward pass of the ``g`` phase is reused (detached) by the ``d``
+    phase, so each iteration runs G once; D is therefore trained on the fakes of G before its update of this
+    iteration (Isola et al. alternate D then G steps on the same forward pass; the order only shifts the alternation
+    by half a step and saves one generator forward).
+
+    Args:
+        cond_key: batch key of the condition (e.g. ``"label"``, ``"tissue"`` or another image's key).
+        cond_mode: ``"onehot"``, ``"scaled"`` or ``"image"`` (see :func:`encode_condition`).
+        num_classes: classes of a label condition, background included (5 for the demo ``tissue`` maps).
+        mode: adversarial criterion, ``"vanilla"`` (paper), ``"lsgan"`` or ``"hinge"``.
+        lambda_l1: weight of the L1 term (100 in the paper; 0 to use only the perceptual loss, as in the thesis).
+        perceptual: a :class:`~monai_gan_aug.losses.perceptual.PerceptualFeatureLoss` (or any ``loss(fake, real)``
+            module); ``None``: no perceptual term.
+        lambda_perceptual: weight of the perceptual term (its layer weights already hold the thesis' 100/200/300).
+        label_values: classes of the condition map that form the written ``label`` (e.g. ``[4]``: the lesion class
+            of the demo ``tissue`` maps); ``None``: the condition map itself is the label.
+        label_key: for ``cond_mode="image"``, a batch key whose map is handed back as the label (translation keeps the
+            geometry, so a mask of the source stays valid).
+        real_label: one-sided label smoothing target of D for real pairs (1.0: none).
+        image_key: batch key of the target image.
+        check_labels: verify label values each batch (one host sync per iteration).
+    """
+
+    generator_name = "generator"
+
+    def __init__(
+        self,
+        cond_key: str = "label",
+        cond_mode: str = "onehot",
+        num_classes: int = 2,
+        mode: str = "vanilla",
+        lambda_l1: float = 100.0,
+        perceptual: torch.nn.Module | None = None,
+        lambda_perceptual: float = 1.0,
+        label_values: Sequence[int] | None = None,
+        label_key: str | None = None,
+        real_label: float = 1.0,
+        image_key: str = GanKeys.IMAGE,
+        check_labels: bool = True,
+    ) -> None:
+        _check_mode(cond_mode, num_classes)
+        if mode not in ("vanilla", "lsgan", "hinge"):
+            raise ValueError(f"Pix2PixObjective: mode must be 'vanilla', 'lsgan' or 'hinge', got {mode!r}.")
+        if lambda_l1 < 0 or lambda_perceptual < 0:
+            raise ValueError(f"lambda_l1 and lambda_perceptual must be >= 0, got {lambda_l1}, {lambda_perceptual}.")
+        if lambda_l1 == 0 and perceptual is None:
+            raise ValueError("Pix2PixObjective: no reconstruction term; set lambda_l1 > 0 or give a perceptual loss.")
+        if perceptual is not None and not callable(perceptual):
+            raise TypeError(f"perceptual must be a loss module, got {type(perceptual).__name__}.")
+        if label_values is not None:
+            label_values = [int(v) for v in label_values]
+            if cond_mode == "image" or any(not 0 <= v < num_classes for v in label_values):
+                raise ValueError(
+                    f"label_values {label_values} must be classes 0..{num_classes - 1} of a label condition."
+                )
+        self.cond_key, self.cond_mode, self.num_classes = str(cond_key), cond_mode, int(num_classes)
+        self.mode, self.real_label = mode, float(real_label)
+        self.lambda_l1, self.lambda_perceptual = float(lambda_l1), float(lambda_perceptual)
+        self.perceptual = perceptual
+        self.label_values = label_values
+        self.label_key = label_key
+        self.image_key = str(image_key)
+        self.check_labels = bool(check_labels)
+        self._phases = [Phase("g", ["generator"], self.g_loss), Phase("d", ["discriminator"], self.d_loss)]
+
+    def phases(self) -> list[Phase]:
+        return self._phases
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of the encoded condition (1 for an image condition of unknown width: see the config)."""
+        return condition_channels(self.cond_mode, self.num_classes)
+
+    # ---------------------------------------------------------------------------------------------- batches
+    def prepare_batch(self, batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+        out = super().prepare_batch(batch, device)
+        if self.cond_key not in out:
+            raise ValueError(
+                f"{type(self).__name__}: the batch has no condition {self.cond_key!r} (keys: {sorted(map(str, out))}). "
+                "Set cond_key to the key of the mask / image the generator is conditioned on and load it in the "
+                "preprocessing."
+            )
+        if self.image_key != GanKeys.IMAGE and self.image_key in out:
+            out[GanKeys.IMAGE] = out[self.image_key].float()
+        out[GanKeys.COND] = encode_condition(
+            out[self.cond_key], self.cond_mode, self.num_classes, self.cond_key, check=self.check_labels
+        )
+        return out
+
+    def _pair(self, cond: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        if cond.shape[0] != image.shape[0] or cond.shape[2:] != image.shape[2:]:
+            raise ValueError(
+                f"{type(self).__name__}: condition {tuple(cond.shape)} and image {tuple(image.shape)} differ in batch or "
+                "spatial size; resize both with the same transform (nearest for masks)."
+            )
+        return torch.cat([cond.to(image.dtype), image], dim=1)
+
+    # ---------------------------------------------------------------------------------------------- losses
+    def _generator_extra_loss(self, ctx: PhaseContext, fakes: torch.Tensor) -> tuple[torch.Tensor | None, dict]:
+        """Hook for subclasses (DF-GAN): an extra generator term on this batch's fakes."""
+        return None, {}
+
+    def g_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cond, reals = ctx.batch[GanKeys.COND], ctx.batch[GanKeys.IMAGE]
+        fakes = ctx.nets["generator"](cond)
+        if fakes.shape != reals.shape:
+            raise ValueError(
+                f"{type(self).__name__}: the generator made {tuple(fakes.shape)} from the condition, the target images "
+                f"are {tuple(reals.shape)}; check out_channels / image_size."
+            )
+        ctx.outputs[GanKeys.FAKES] = fakes.detach()
+        adv = g_adversarial_loss(ctx.nets["discriminator"](self._pair(cond, fakes)), self.mode)
+        loss, terms = adv, {"adv": adv.detach()}
+        if self.lambda_l1:
+            l1 = F.l1_loss(fakes.float(), reals.float())
+            loss = loss + self.lambda_l1 * l1
+            terms["l1"] = l1.detach()
+        if self.perceptual is not None:
+            perc = self.perceptual(fakes.float(), reals.float())
+            loss = loss + self.lambda_perceptual * perc
+            terms["perceptual"] = perc.detach()
+        extra, extra_terms = self._generator_extra_loss(ctx, fakes)
+        if extra is not None:
+            loss = loss + extra
+            terms.update(extra_terms)
+        return loss, terms
+
+    def d_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cond, reals = ctx.batch[GanKeys.COND], ctx.batch[GanKeys.IMAGE]
+        fakes = ctx.outputs.get(GanKeys.FAKES)
+        if fakes is None:  # no g phase ran this iteration
+            with torch.no_grad():
+                fakes = ctx.nets["generator"](cond)
+        d = ctx.nets["discriminator"]
+        real_logits, fake_logits = d(self._pair(cond, reals)), d(self._pair(cond, fakes.detach()))
+        loss = d_adversarial_loss(real_logits, fake_logits, self.mode, self.real_label)
+        if self.mode != "lsgan":  # lsgan's criterion is already the halved sum
+            loss = 0.5 * loss
+        return loss, {"real_logit": real_logits.detach().float().mean(), "fake_logit": fake_logits.detach().float().mean()}
+
+    # ---------------------------------------------------------------------------------------------- sampling
+    def condition_map(self, batch: Mapping[str, Any], num: int) -> torch.Tensor | None:
+        """The raw label map of the first ``num`` conditions as int64 ``(num, 1, *spatial)`` (None for images)."""
+        if self.cond_mode == "image":
+            return None
+        cond = batch[self.cond_key][:num]
+        return cond.round().long() if cond.is_floating_point() else cond.long()
+
+    def generate(
+        self,
+        nets: Mapping[str, torch.nn.Module],
+        num: int,
+        batch: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, torch.Tensor]:
+        """Translate the first ``num`` conditions of ``batch``.
+
+        Returns ``image``; for label conditions also ``cond`` (the int64 map), ``label`` (the map, or its
+        ``label_values`` classes as a binary mask) and the map under ``cond_key``; for image conditions ``label``
+        when ``label_key`` is in the batch. ``seeds`` are accepted for the generation workflow but unused: the output
+        is a deterministic function of the condition in eval mode.
+        """
+        if batch is None or (GanKeys.COND not in batch and self.cond_key not in batch):
+            raise ValueError(
+                f"{type(self).__name__} generates from conditions: pass a batch holding {self.cond_key!r} (the "
+                "inference config's condition dataset, or the two-stage pipeline's mask generator)."
+            )
+        if GanKeys.COND not in batch:
+            batch = self.prepare_batch(batch, torch.device(device))
+        cond = batch[GanKeys.COND][:num]
+        if cond.shape[0] < num:
+            raise ValueError(f"{type(self).__name__}: asked for {num} samples, the batch holds {cond.shape[0]} conditions.")
+        out: dict[str, torch.Tensor] = {GanKeys.IMAGE: nets[self.generator_name](cond)}
+        mask = self.condition_map(batch, num)
+        if mask is not None:
+            out[GanKeys.COND] = mask
+            if self.cond_key not in (GanKeys.IMAGE, GanKeys.LABEL):
+                out[self.cond_key] = mask
+            if self.label_values is not None:
+                values = torch.as_tensor(self.label_values, device=mask.device)
+                out[GanKeys.LABEL] = torch.isin(mask, values).to(torch.uint8)
+            else:
+                out[GanKeys.LABEL] = mask
+        elif self.label_key is not None and self.label_key in batch:
+            lab = batch[self.label_key][:num]
+            out[GanKeys.LABEL] = lab.round().long() if lab.is_floating_point() else lab
+        return out
