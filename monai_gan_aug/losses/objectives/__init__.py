@@ -3,7 +3,26 @@
 
 from __future__ import annotations
 
+from .alpha_wgan import AlphaWGANObjective
 from .base import GanObjective, NoiseToImageObjective, Phase, PhaseContext
+from .cyclegan import CycleGANObjective
+from .dfgan import DFGANObjective
+from .fastgan import FastGANObjective
+from .ga_unet import GAUNetObjective
 from .noise import DCGANObjective, WGANGPObjective
+from .pix2pix import Pix2PixObjective
 
-__all__ = ["GanObjective", "NoiseToImageObjective", "Phase", "PhaseContext", "DCGANObjective", "WGANGPObjective"]
+__all__ = [
+    "GanObjective",
+    "NoiseToImageObjective",
+    "Phase",
+    "PhaseContext",
+    "DCGANObjective",
+    "WGANGPObjective",
+    "AlphaWGANObjective",
+    "FastGANObjective",
+    "GAUNetObjective",
+    "Pix2PixObjective",
+    "DFGANObjective",
+    "CycleGANObjective",
+]

@@ -3,6 +3,27 @@
 
 from __future__ import annotations
 
+from .alpha_wgan import AlphaWGANDiscriminator, AlphaWGANEncoder, AlphaWGANGenerator, CodeDiscriminator, alpha_wgan_networks
+from .cyclegan import ResidualBlock, ResNetGenerator
 from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .fastgan import FastGANDiscriminator, FastGANGenerator
+from .ga_unet import BatchRenorm, GAUNetCritic, GAUNetGenerator
+from .pix2pix import Pix2PixGenerator
 
-__all__ = ["DCGANGenerator", "DCGANDiscriminator"]
+__all__ = [
+    "DCGANGenerator",
+    "DCGANDiscriminator",
+    "AlphaWGANGenerator",
+    "AlphaWGANDiscriminator",
+    "AlphaWGANEncoder",
+    "CodeDiscriminator",
+    "alpha_wgan_networks",
+    "FastGANGenerator",
+    "FastGANDiscriminator",
+    "GAUNetGenerator",
+    "GAUNetCritic",
+    "BatchRenorm",
+    "Pix2PixGenerator",
+    "ResNetGenerator",
+    "ResidualBlock",
+]
