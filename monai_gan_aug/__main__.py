@@ -56,7 +56,7 @@ def demo(args: argparse.Namespace) -> int:
         inf["device"] = args.device
     run_bundle(args.bundle, "inference.json", inf, workflow_type="infer")
     samples = sorted((out / "samples").glob("*.png"))
-    print("\nDone in {:.0f} s. Outputs:".format(time.time() - t0))
+    print(f"\nDone in {time.time() - t0:.0f} s. Outputs:")
     rows = [
         ("demo dataset", datalist),
         ("checkpoints", out / "checkpoints"),

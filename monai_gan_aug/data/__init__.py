@@ -6,7 +6,7 @@ from __future__ import annotations
 from .collate import RAGGED_KEYS, gan_collate
 from .datalist import build_datalist_from_csv, build_datalist_from_folder, check_datalist, load_datalist, split_datalist
 from .errors import DatalistError, ImageReadError, InvalidBoxesError
-from .loading import LoadMedicalImage, LoadMedicalImaged, LoadMedicalImageD, LoadMedicalImageDict
+from .loading import LoadMedicalImage, LoadMedicalImageD, LoadMedicalImaged, LoadMedicalImageDict
 from .mix import (
     FolderSource,
     GeneratorSource,

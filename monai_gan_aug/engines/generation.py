@@ -13,7 +13,6 @@ from monai.networks.utils import eval_mode
 from torch.utils.data import Dataset
 
 from monai_gan_aug.losses.objectives.base import GanObjective
-from monai_gan_aug.utils.enums import GanKeys
 
 __all__ = ["SeedDataset", "GanGenerationEvaluator", "load_generator_weights"]
 

@@ -14,20 +14,20 @@ from .boxes.array import (
     yolo_lines_to_boxes,
 )
 from .boxes.dictionary import (
-    BoxesToConditionMapd,
     BoxesToConditionMapD,
+    BoxesToConditionMapd,
     BoxesToConditionMapDict,
-    BoxesToYolod,
     BoxesToYoloD,
+    BoxesToYolod,
     BoxesToYoloDict,
-    MaskToBoxesd,
     MaskToBoxesD,
+    MaskToBoxesd,
     MaskToBoxesDict,
-    ValidateBoxesd,
     ValidateBoxesD,
+    ValidateBoxesd,
     ValidateBoxesDict,
 )
-from .mix import SyntheticMix, SyntheticMixd, SyntheticMixD, SyntheticMixDict
+from .mix import SyntheticMix, SyntheticMixD, SyntheticMixd, SyntheticMixDict
 from .preprocessing.array import (
     CheckImage,
     CropResizeToPowerOfTwo,
@@ -38,26 +38,26 @@ from .preprocessing.array import (
     ScaleToSymmetricRange,
 )
 from .preprocessing.dictionary import (
-    CheckImaged,
     CheckImageD,
+    CheckImaged,
     CheckImageDict,
-    CropResizeToPowerOfTwod,
     CropResizeToPowerOfTwoD,
+    CropResizeToPowerOfTwod,
     CropResizeToPowerOfTwoDict,
-    EnsureGrayscaled,
     EnsureGrayscaleD,
+    EnsureGrayscaled,
     EnsureGrayscaleDict,
-    ForegroundCropd,
     ForegroundCropD,
+    ForegroundCropd,
     ForegroundCropDict,
-    RandSliced,
     RandSliceD,
+    RandSliced,
     RandSliceDict,
-    RightAlignedSquareCropd,
     RightAlignedSquareCropD,
+    RightAlignedSquareCropd,
     RightAlignedSquareCropDict,
-    ScaleToSymmetricRanged,
     ScaleToSymmetricRangeD,
+    ScaleToSymmetricRanged,
     ScaleToSymmetricRangeDict,
 )
 

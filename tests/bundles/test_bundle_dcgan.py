@@ -16,9 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from PIL import Image
-
 from bundle_utils import REPO, bundle_cli, chain_text, run_config, tiny_demo
+from PIL import Image
 
 TINY = {"image_size": 16, "base_channels": 4, "batch_size": 2, "latent_size": 8, "save_interval": 1, "sample_interval": 1}
 
@@ -137,7 +136,7 @@ def _tb_steps(logdir: Path) -> list[int]:
 @pytest.mark.slow
 def test_sigkill_then_resume(demo_dir, tmp_path):
     out = tmp_path / "run"
-    args = ["--dataset_dir", demo_dir, "--output_dir", str(out), "--max_iterations", "400", "--image_size", "16",
+    args = ["--dataset_dir", demo_dir, "--output_dir", str(out), "--max_epochs", "100000", "--max_iterations", "400", "--image_size", "16",
             "--base_channels", "4", "--latent_size", "8", "--batch_size", "2", "--save_interval", "5",
             "--train#handlers#4#iteration_log", "1"]
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "bundles/dcgan/configs/train.json", *args]

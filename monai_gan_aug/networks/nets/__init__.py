@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
-from .alpha_wgan import AlphaWGANDiscriminator, AlphaWGANEncoder, AlphaWGANGenerator, CodeDiscriminator, alpha_wgan_networks
+from .alpha_wgan import (
+    AlphaWGANDiscriminator,
+    AlphaWGANEncoder,
+    AlphaWGANGenerator,
+    CodeDiscriminator,
+    alpha_wgan_networks,
+)
 from .cyclegan import ResidualBlock, ResNetGenerator
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .fastgan import FastGANDiscriminator, FastGANGenerator

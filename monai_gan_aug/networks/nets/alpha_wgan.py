@@ -30,7 +30,7 @@ import torch
 from monai.networks.layers import Conv
 from torch import nn
 
-from monai_gan_aug.networks.nets.dcgan import dcgan_init_, make_norm
+from monai_gan_aug.networks.blocks.norm import dcgan_init_, make_norm
 
 __all__ = [
     "ALPHA_WGAN_VARIANTS",

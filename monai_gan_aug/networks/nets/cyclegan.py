@@ -19,11 +19,11 @@ import torch
 from monai.networks.layers import Conv
 from torch import nn
 
+from monai_gan_aug.networks.blocks.norm import dcgan_init_, make_norm
 from monai_gan_aug.networks.blocks.patchgan import (
     PatchGANDiscriminator,
     patchgan_receptive_field,
 )
-from monai_gan_aug.networks.nets.dcgan import dcgan_init_, make_norm
 
 __all__ = ["PatchGANDiscriminator", "ResNetGenerator", "ResidualBlock", "patchgan_receptive_field"]
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 
 import torch
-from monai.networks.layers import Conv, Norm
+from monai.networks.layers import Conv
 from torch import nn
+
+from monai_gan_aug.networks.blocks.norm import dcgan_init_, make_norm
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "make_norm", "dcgan_init_"]
 
@@ -25,32 +27,6 @@ def _log2_size(image_size: int) -> int:
     if image_size < 8 or image_size & (image_size - 1):
         raise ValueError(f"image_size must be a power of two >= 8, got {image_size}.")
     return int(math.log2(image_size))
-
-
-def make_norm(norm: str | None, spatial_dims: int, channels: int) -> nn.Module:
-    """``"batch"``, ``"instance"`` (affine), ``"layer"`` (one group GroupNorm: layer norm over C and space) or None."""
-    if norm is None or norm == "none":
-        return nn.Identity()
-    if norm == "batch":
-        return Norm[Norm.BATCH, spatial_dims](channels)
-    if norm == "instance":
-        return Norm[Norm.INSTANCE, spatial_dims](channels, affine=True)
-    if norm == "layer":
-        return nn.GroupNorm(1, channels)
-    raise ValueError(f"norm must be 'batch', 'instance', 'layer' or None, got {norm!r}.")
-
-
-def dcgan_init_(module: nn.Module) -> None:
-    """Radford et al.'s initialisation: conv weights N(0, 0.02), norm scales N(1, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm)):
-            if m.weight is not None:
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
 
 
 class DCGANGenerator(nn.Module):

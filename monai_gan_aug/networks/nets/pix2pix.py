@@ -23,11 +23,11 @@ import torch
 from monai.networks.layers import Conv
 from torch import nn
 
+from monai_gan_aug.networks.blocks.norm import dcgan_init_, make_norm
 from monai_gan_aug.networks.blocks.patchgan import (
     PatchGANDiscriminator,
     patchgan_receptive_field,
 )
-from monai_gan_aug.networks.nets.dcgan import dcgan_init_, make_norm
 
 __all__ = ["PatchGANDiscriminator", "Pix2PixGenerator", "patchgan_receptive_field", "unet_num_downs"]
 
