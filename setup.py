@@ -43,9 +43,9 @@ CORE = [
 
 EXTRAS = {
     "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "pydicom-data>=1.0", "ruff>=0.5"],
-    # MONAI Label 0.8.5 imports pydicom-seg, which breaks with pydicom 3; these pins are the working set.
-    # Install into a separate environment (see docs/monai_label.md), it conflicts with the core's pydicom 3.
-    "label": ["monailabel==0.8.5", "pydicom<3", "dicomweb-client==0.59.1", "pynetdicom<2.1", "numpy<2"],
+    # MONAI Label 0.8.5 needs pydicom<3 and numpy<2 (pydicom-seg) and declares sam2, which builds a second torch
+    # from source: it cannot share this environment. `make label-env` builds .venv-label from
+    # requirements-label.txt (pins and reasons there); see docs/monai_label.md.
 }
 
 setup(

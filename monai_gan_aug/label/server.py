@@ -1,0 +1,186 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""The MONAI Label app of monai_gan_aug: the project's bundles as MONAI Label infer / train tasks.
+
+Started with MONAI Label's own server (``monai_gan_aug/label/app/main.py`` imports :class:`GanAugApp`)::
+
+    .venv-label/bin/monailabel start_server --app monai_gan_aug/label/app --studies DATA_FOLDER \\
+        --conf bundles pix2pix,pggan_bbox,seg_unet_mix
+
+``--conf`` keys (all optional):
+
+* ``bundles``: comma-separated bundle names (default ``pix2pix,pggan_bbox,seg_unet_mix``);
+* ``bundles_dir``: folder holding them (default: the repository's ``bundles/``);
+* ``<bundle>_overrides``: JSON object of config overrides, e.g. the settings a generator was trained with
+  (``{"image_size": 64, "output_dir": "runs/my_pix2pix"}``);
+* ``<bundle>_checkpoint``: a generator checkpoint file or folder (default ``<output_dir>/checkpoints``);
+* ``<bundle>_task``: ``mask_to_image``, ``boxes_to_image`` or ``segmentation`` (detected from the configs otherwise);
+* ``skip_trainers``: ``true`` to register no training task.
+
+See ``docs/monai_label.md`` for the request formats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+
+import monai_gan_aug
+from monai_gan_aug.label.tasks import (
+    BoxesToImageTask,
+    GenerationTask,
+    MaskToImageTask,
+    MixBundleTrainTask,
+    SegmentationBundleInferTask,
+    load_overrides,
+)
+
+__all__ = ["DEFAULT_BUNDLES", "TASK_KINDS", "GanAugApp", "default_bundles_dir", "detect_task_kind"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUNDLES = ("pix2pix", "pggan_bbox", "seg_unet_mix")
+TASK_KINDS = ("mask_to_image", "boxes_to_image", "segmentation")
+
+
+def default_bundles_dir() -> Path:
+    """The repository's ``bundles/`` folder (the package is installed in editable mode from the repository)."""
+    return Path(monai_gan_aug.__file__).resolve().parents[1] / "bundles"
+
+
+def detect_task_kind(bundle: str | os.PathLike) -> str | None:
+    """Which task serves a bundle, from its ``configs/inference.json``: a box-conditioned objective ->
+    ``boxes_to_image``; a mask-conditioned one (``cond_key``) -> ``mask_to_image``; no GAN objective but a
+    ``network_def`` -> ``segmentation``; None otherwise."""
+    config = Path(bundle) / "configs" / "inference.json"
+    if not config.is_file():
+        return None
+    cfg = json.loads(config.read_text())
+    objective = cfg.get("objective")
+    target = str(objective.get("_target_", "")) if isinstance(objective, Mapping) else str(objective or "")
+    if "Box" in target:
+        return "boxes_to_image"
+    if objective is not None and "cond_key" in cfg:
+        return "mask_to_image"
+    if objective is None and "network_def" in cfg:
+        return "segmentation"
+    return None
+
+
+def _as_bool(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class GanAugApp(MONAILabelApp):
+    """MONAI Label app serving monai_gan_aug bundles: generation tasks for conditional generators (label map ->
+    image with pix2pix, boxes -> image with the box-conditioned PGGAN) and infer + train tasks for segmentation
+    bundles trained with SyntheticMix. Generation models are listed by ``/info/`` under ``models`` with
+    ``"type": "others"`` and ``"task": "mask_to_image" | "boxes_to_image"``.
+
+    Args:
+        app_dir: the app folder (``monai_gan_aug/label/app``).
+        studies: the datastore (a local folder of images with ``labels/final``, or a DICOMweb URL).
+        conf: the ``--conf`` key/value pairs (see the module docstring).
+
+    Raises:
+        ValueError: an unknown bundle name or task kind, or bad ``<bundle>_overrides`` JSON.
+    """
+
+    def __init__(self, app_dir: str, studies: str, conf: Mapping[str, str]) -> None:
+        conf = dict(conf or {})
+        root = Path(conf.get("bundles_dir") or default_bundles_dir()).expanduser().resolve()
+        names = [n.strip() for n in str(conf.get("bundles", ",".join(DEFAULT_BUNDLES))).split(",") if n.strip()]
+        self.bundle_paths: dict[str, Path] = {}
+        for name in names:
+            path = root / name
+            if not (path / "configs").is_dir():
+                raise ValueError(
+                    f"--conf bundles: no bundle {name!r} in {root} (no configs/ folder); pass --conf bundles_dir PATH "
+                    "or a name from that folder."
+                )
+            self.bundle_paths[name] = path
+        self.task_kinds: dict[str, str | None] = {}
+        for name, path in self.bundle_paths.items():
+            kind = conf.get(f"{name}_task") or detect_task_kind(path)
+            if kind is not None and kind not in TASK_KINDS:
+                raise ValueError(f"--conf {name}_task: unknown task {kind!r}; use one of {TASK_KINDS}.")
+            self.task_kinds[name] = kind
+        self.overrides = {name: load_overrides(conf.get(f"{name}_overrides"), f"{name}_overrides") for name in names}
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="monai_gan_aug",
+            description="GAN-based augmentation: synthetic images with their labels from label maps or boxes; "
+            "segmentation trained with SyntheticMix",
+            version=monai_gan_aug.__version__,
+        )
+
+    def init_infers(self) -> dict[str, InferTask]:
+        infers: dict[str, InferTask] = {}
+        for name, path in self.bundle_paths.items():
+            kind = self.task_kinds[name]
+            overrides = self.overrides[name]
+            if kind == "mask_to_image":
+                infers[name] = MaskToImageTask(path, overrides, self.conf.get(f"{name}_checkpoint"))
+            elif kind == "boxes_to_image":
+                infers[name] = BoxesToImageTask(path, overrides, self.conf.get(f"{name}_checkpoint"))
+            elif kind == "segmentation":
+                infers[name] = SegmentationBundleInferTask(str(path), self.conf, overrides, type="segmentation")
+            else:
+                logger.warning("monai_gan_aug: no MONAI Label task for bundle %s (set --conf %s_task)", name, name)
+                continue
+            logger.info("monai_gan_aug: +++ infer task %s (%s) from %s", name, kind, path)
+        return infers
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        if _as_bool(self.conf.get("skip_trainers", "false")):
+            return {}
+        trainers: dict[str, TrainTask] = {}
+        for name, path in self.bundle_paths.items():
+            if self.task_kinds[name] != "segmentation":
+                continue
+            task = MixBundleTrainTask(str(path), self.conf, self.overrides[name])
+            if task.is_valid():
+                trainers[name] = task
+                logger.info("monai_gan_aug: +++ train task %s from %s", name, path)
+        return trainers
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        return {"random": Random(), "first": First()}
+
+    def infer(self, request: Mapping[str, Any], datastore: Any = None) -> dict[str, Any]:
+        """MONAI Label's inference, plus for generation tasks: the answer is never saved as the image's label
+        (it is a new synthetic image, not a segmentation of the request's image), and a label -> image request on
+        a datastore image without an uploaded label takes the image's saved label (``params.condition_tag``,
+        default ``final``) as the condition."""
+        task = self._infers.get(request.get("model"))
+        if isinstance(task, GenerationTask):
+            request = dict(request)
+            request["save_label"] = False
+            image = request.get("image")
+            wants_saved_label = (
+                isinstance(task, MaskToImageTask)
+                and not request.get("label")
+                and not _as_bool(request.get("image_is_label", False))
+                and isinstance(image, str)
+                and image
+                and not os.path.exists(image)
+            )
+            if wants_saved_label:
+                store = datastore if datastore is not None else self.datastore()
+                tag = str(request.get("condition_tag", "final"))
+                label_id = store.get_label_by_image_id(image, tag)
+                if label_id:
+                    request["label"] = store.get_label_uri(label_id, tag)
+        return super().infer(request, datastore)
