@@ -85,7 +85,9 @@ def bench_monai_gantrainer(device: str, warmup: int, repeats: int) -> dict[str, 
 
     g, d = nets()
     monai_tr = MonaiGanTrainer(
-        device=torch.device(device), max_epochs=1, train_data_loader=RepeatBatch(batch, warmup + repeats),
+        device=torch.device(device), max_epochs=1,
+        train_data_loader=torch.utils.data.DataLoader(
+            [{"image": batch["image"][i]} for i in range(bs)] * (warmup + repeats), batch_size=bs),
         g_network=g, g_optimizer=_adam(g.parameters()), g_loss_function=g_loss_fn,
         d_network=d, d_optimizer=_adam(d.parameters()), d_loss_function=d_loss_fn, d_train_steps=5, latent_shape=64,
         key_train_metric=None, d_prepare_batch=lambda b, device=None, non_blocking=False, **k: b["image"].to(device),
@@ -102,7 +104,8 @@ def bench_monai_gantrainer(device: str, warmup: int, repeats: int) -> dict[str, 
 
         def d_loss(self, ctx):
             reals = ctx.batch["image"]
-            fakes = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device)).detach()
+            with torch.no_grad():
+                fakes = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device))
             dn = ctx.nets["discriminator"]
             return (bce(dn(fakes), fakes.new_zeros(fakes.shape[0], 1)) + bce(dn(reals), reals.new_full((reals.shape[0], 1), 0.9))) / 2, {}
 

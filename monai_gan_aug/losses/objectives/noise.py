@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss, gradient_penalty
 from monai_gan_aug.losses.objectives.base import NoiseToImageObjective, Phase, PhaseContext
 from monai_gan_aug.utils.enums import GanKeys
@@ -34,7 +36,8 @@ class DCGANObjective(NoiseToImageObjective):
 
     def d_loss(self, ctx: PhaseContext):
         reals = ctx.batch[GanKeys.IMAGE]
-        fakes = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device)).detach()
+        with torch.no_grad():  # G is frozen here; no graph (and the fast no-grad conv kernels)
+            fakes = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device))
         d = ctx.nets["discriminator"]
         real_logits, fake_logits = d(reals), d(fakes)
         loss = d_adversarial_loss(real_logits, fake_logits, self.mode, self.real_label)
@@ -77,7 +80,8 @@ class WGANGPObjective(NoiseToImageObjective):
 
     def d_loss(self, ctx: PhaseContext):
         reals = ctx.batch[GanKeys.IMAGE]
-        fakes = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device)).detach()
+        with torch.no_grad():  # G is frozen here; no graph (and the fast no-grad conv kernels)
+            fakes = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device))
         d = ctx.nets["discriminator"]
         real_logits, fake_logits = d(reals), d(fakes)
         w = d_adversarial_loss(real_logits, fake_logits, "wgan")
