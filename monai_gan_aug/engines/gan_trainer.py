@@ -61,6 +61,8 @@ class GanTrainer(Trainer):
         amp: autocast on CUDA (ignored with a warning on CPU).
         amp_dtype: ``"bfloat16"`` (no scaler needed) or ``"float16"`` (one GradScaler per phase).
         ema: network name -> EMA decay, e.g. ``{"generator": 0.999}``; the EMA copy is used by :meth:`generate`.
+            The decay ramps up as ``min(decay, (1 + it) / (10 + it))`` so short runs are not dominated by the
+            initial weights.
         ema_start_iteration: before this iteration the EMA copy just tracks the weights.
         nonfinite_check_interval: check accumulated losses for NaN/inf every N iterations (1 = every iteration;
             each check is one host sync).
@@ -336,7 +338,9 @@ class GanTrainer(Trainer):
     def _update_ema(self, iteration: int) -> None:
         for name, decay in self.ema_decay.items():
             src, dst = self.networks[name], self.ema_networks[name]
-            d = 0.0 if iteration < self.ema_start_iteration else float(decay)
+            # ramp-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the average must not
+            # be dominated by the random initial weights
+            d = 0.0 if iteration < self.ema_start_iteration else min(float(decay), (1.0 + iteration) / (10.0 + iteration))
             src_p, dst_p = list(src.parameters()), list(dst.parameters())
             if d == 0.0:
                 torch._foreach_copy_(dst_p, src_p)
