@@ -9,7 +9,7 @@ from monai_gan_aug.__main__ import main
 
 
 def test_demo_command_trains_generates_and_reports(tmp_path, capsys):
-    assert main(["demo", "--output_dir", str(tmp_path), "--max_iterations", "2", "--num_samples", "3"]) == 0
+    assert main(["demo", "--bundle", "pggan_bbox", "--output_dir", str(tmp_path), "--max_iterations", "2", "--num_samples", "3"]) == 0
     out = capsys.readouterr().out
     for word in ("checkpoints", "sample grid", "synthetic set", "manifest"):
         assert word in out
@@ -18,6 +18,15 @@ def test_demo_command_trains_generates_and_reports(tmp_path, capsys):
     assert manifest["num_samples"] == 3
     assert all("boxes" in f and (syn / f["yolo"]).is_file() for f in manifest["files"])
     # a second demo run resumes training and writes a new synthetic folder instead of overwriting the first
-    assert main(["demo", "--output_dir", str(tmp_path), "--max_iterations", "2", "--num_samples", "2"]) == 0
+    assert main(["demo", "--bundle", "pggan_bbox", "--output_dir", str(tmp_path), "--max_iterations", "2", "--num_samples", "2"]) == 0
     assert json.loads((tmp_path / "pggan_bbox" / "synthetic_2" / "manifest.json").read_text())["num_samples"] == 2
     assert manifest == json.loads((syn / "manifest.json").read_text())
+
+
+def test_default_demo_bundle_runs(tmp_path, capsys):
+    """`make demo` with no arguments: the default bundle, shortened."""
+    from monai_gan_aug.__main__ import DEFAULT_BUNDLE
+
+    assert main(["demo", "--output_dir", str(tmp_path), "--max_iterations", "2", "--num_samples", "2"]) == 0
+    assert (tmp_path / DEFAULT_BUNDLE / "synthetic" / "manifest.json").is_file()
+    assert "synthetic set" in capsys.readouterr().out
