@@ -3,7 +3,7 @@
 penalty, generator step, EMA) through :class:`~monai_gan_aug.engines.GanTrainer` at every resolution stage, in the
 stable phase and in the middle of the fade-in, plus generation throughput at full resolution.
 
-    python -m bench.bench_pggan [--max_resolution 128] [--batch_size 16] [--fmap_base 1024] [--fmap_max 64]
+    python -m bench.bench_pggan [--max_resolution 128] [--batch_size 16] [--fmap_base 512] [--fmap_max 64]
 
 Writes ``bench/results/pggan_<hostname>.json`` (median seconds per iteration after warm-up, images/s, GFLOP per
 iteration counted with ``torch.utils.flop_counter``, and this machine's matmul GFLOP/s as the yardstick).
@@ -48,7 +48,7 @@ def run(
     max_resolution: int = 128,
     batch_size: int = 16,
     latent_size: int = 128,
-    fmap_base: int = 1024,
+    fmap_base: int = 512,
     fmap_max: int = 64,
     repeats: int = 3,
     gen_batch: int = 16,
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max_resolution", type=int, default=128)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--latent_size", type=int, default=128)
-    p.add_argument("--fmap_base", type=int, default=1024)
+    p.add_argument("--fmap_base", type=int, default=512)
     p.add_argument("--fmap_max", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--gen_batch", type=int, default=16)
