@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_CPU_MODEL",
     "DEFAULT_GPU_MODEL",
     "OfflineDownloadError",
+    "YoloDetector",
     "average_precision",
     "detection_metrics",
     "evaluate_detections",
@@ -470,14 +471,22 @@ def train_yolo(
     raise FileNotFoundError(f"ultralytics finished without writing weights in {save_dir / 'weights'}.")
 
 
+def _array_input(image: Any, percentiles: Sequence[float]) -> np.ndarray:
+    """Channel-first ``(C, W, H)`` image (axis 0 = x) -> windowed ``(rows, cols, 3)`` uint8, as cv2 reads a PNG."""
+    pixels = window_to_uint8(image, percentiles)
+    return np.ascontiguousarray(np.repeat(pixels.T[..., None], 3, axis=-1))
+
+
 def _prediction_input(item: Mapping[str, Any], percentiles: Sequence[float]) -> Any:
-    path = str(item["image"])
+    image = item["image"]
+    if not isinstance(image, (str, os.PathLike)):
+        return _array_input(image, percentiles)  # an in-memory (C, W, H) array / tensor
+    path = str(image)
     if path.lower().endswith(_RASTER):
         return path  # read by ultralytics exactly as in training
     from monai.transforms import LoadImage
 
-    pixels = window_to_uint8(LoadImage(image_only=True, ensure_channel_first=True)(path), percentiles)
-    return np.ascontiguousarray(np.repeat(pixels.T[..., None], 3, axis=-1))  # (rows, cols, 3) as cv2 would read it
+    return _array_input(LoadImage(image_only=True, ensure_channel_first=True)(path), percentiles)
 
 
 def predict_detections(
@@ -495,7 +504,8 @@ def predict_detections(
 
     Boxes are ``StandardMode`` ``[x0, y0, x1, y1]`` in the coordinates of the channel-first array (x = spatial axis
     0 = PNG columns), the frame of the datalist boxes. PNG/JPEG items are read by ultralytics as in training; other
-    files (NIfTI, DICOM) are read with MONAI and windowed by :func:`window_to_uint8` first.
+    files (NIfTI, DICOM) are read with MONAI, and in-memory channel-first arrays / tensors are used as they are; both
+    are windowed by :func:`window_to_uint8` first.
 
     Args:
         model: YOLO object, local ``.pt`` path or model yaml.
@@ -529,6 +539,58 @@ def predict_detections(
                     }
                 )
     return out
+
+
+class YoloDetector:
+    """A YOLO model trained on real images as the ``detector`` of
+    :class:`~monai_gan_aug.evaluation.fidelity.BoxFidelity`: the recall of the requested boxes on synthetic images
+    (against control boxes) says whether the generated lesions look like lesions to a real-data detector.
+
+    ``detector(images)`` takes a ``(N, C, W, H)`` batch (any range; each image is windowed like the YOLO export) and
+    returns per image ``(boxes (M, 4), scores (M,))`` in the array's ``[x0, y0, x1, y1]`` frame, keeping detections
+    with score >= ``conf``. Weights load from a local file only (``best.pt`` of :func:`train_yolo` /
+    :func:`run_detection_experiment`); nothing is downloaded.
+
+    Args:
+        model: local ``.pt`` path or a YOLO object.
+        conf: score threshold of the kept detections (ultralytics' default 0.25; the table's 0.001 would let
+            low-confidence false positives "find" the control boxes too).
+        imgsz: inference size (``None``: the model's training size).
+        device: ``None`` picks the first GPU when there is one.
+        percentiles: intensity window (as the export's).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        conf: float = 0.25,
+        imgsz: int | None = None,
+        device: str | None = None,
+        percentiles: Sequence[float] = (0.5, 99.5),
+    ) -> None:
+        if isinstance(model, (str, os.PathLike)) and not str(model).endswith((".yaml", ".yml")):
+            if not Path(model).expanduser().is_file():
+                raise FileNotFoundError(
+                    f"YoloDetector: weights {model} do not exist; train them with run_detection_experiment (real "
+                    "only row: runs/ratio0_seed<s>/weights/best.pt)."
+                )
+        if not 0.0 <= float(conf) <= 1.0:
+            raise ValueError(f"YoloDetector: conf must be in [0, 1], got {conf}.")
+        self.model = model
+        self.conf, self.imgsz, self.device, self.percentiles = float(conf), imgsz, device, tuple(percentiles)
+        self._yolo: Any = None
+
+    def __call__(self, images: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._yolo is None:
+            self._yolo = _load_model(self.model)
+        items = [{"image": img} for img in images]
+        preds = predict_detections(
+            self._yolo, items, conf=self.conf, imgsz=self.imgsz, device=self.device, percentiles=self.percentiles
+        )
+        return [(p["boxes"], p["scores"]) for p in preds]
+
+    def __repr__(self) -> str:
+        return f"YoloDetector({self.model!s}, conf={self.conf:g})"
 
 
 def evaluate_detections(

@@ -112,6 +112,35 @@ def test_evaluate_writes_fidelity_report(trained, demo_dir):
     assert "| generated | 4 |" in (out / "evaluation" / "fidelity.md").read_text()
 
 
+def test_evaluate_detection_hook_and_detector_recall(trained, demo_dir, tmp_path):
+    """evaluate.json --run_detection true writes the Table-1 comparison for the synthetic set of inference.json; its
+    real-only YOLO then serves as the fidelity report's detector (recall at requested vs control boxes)."""
+    out, _, _ = trained
+    syn = tmp_path / "syn"
+    run_config("pggan_bbox", "inference.json", {**NET, "dataset_dir": demo_dir, "output_dir": str(out),
+                                                "synthetic_dir": str(syn), "num_samples": 6}, workflow_type="infer")
+    common = {**NET, "dataset_dir": demo_dir, "output_dir": str(out), "num_samples": 4, "batch_size": 2,
+              "synthetic_dir": str(syn), "evaluation_dir": str(tmp_path / "eval")}
+    run_config("pggan_bbox", "evaluate.json", {
+        **common, "run_detection": True, "detection#seeds": [0], "detection#epochs": 1, "detection#imgsz": 64,
+        "detection#batch": 4, "detection#model": "yolov3-tinyu.yaml"}, workflow_type="infer")
+    table = json.loads((tmp_path / "eval" / "detection" / "detection_table.json").read_text())
+    assert [r["ratio"] for r in table["rows"]] == [0.0, 1.0]
+    assert table["rows"][1]["n_synthetic"] > 0 and table["config"]["synthetic"] == [str(syn)]
+    weights = tmp_path / "eval" / "detection" / "runs" / "ratio0_seed0" / "weights" / "best.pt"
+    assert weights.is_file()
+
+    run_config("pggan_bbox", "evaluate.json", {**common, "detector_weights": str(weights), "detector_conf": 0.0},
+               workflow_type="infer")
+    report = json.loads((tmp_path / "eval" / "fidelity.json").read_text())
+    for part in ("generated", "real"):
+        for key in ("recall@0.25", "recall@0.5"):
+            assert 0.0 <= report[part][key] <= 1.0, (part, key, report[part])
+        # 16 px images leave little room for non-overlapping control boxes: NaN when none could be placed
+        assert "recall_shuffled@0.25" in report[part]
+    assert "recall@0.25" in (tmp_path / "eval" / "fidelity.md").read_text()
+
+
 def test_metadata_verifies():
     proc = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", "bundles/pggan_bbox/configs/metadata.json",

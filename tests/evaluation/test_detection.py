@@ -429,3 +429,36 @@ def test_end_to_end_handler_table(tmp_path, no_network):
     ])
     assert weights.stat().st_mtime_ns == mtime
     assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in table["rows"]]
+
+
+def test_yolo_detector_matches_file_predictions(tmp_path, no_network):
+    """YoloDetector on in-memory (C, W, H) tensors gives the predictions predict_detections gives on the same images
+    saved as NIfTI (same window, same box frame), and refuses missing weights with the file named."""
+    from ultralytics import YOLO
+
+    det._import_ultralytics(tmp_path / "settings")
+    torch.manual_seed(0)
+    with det.ultralytics_offline():
+        model = YOLO("yolov3-tinyu.yaml")
+    rng = np.random.default_rng(0)
+    images = torch.as_tensor(rng.normal(0, 1, (2, 1, 48, 32)), dtype=torch.float32)
+    images[0, 0, 5:20, 4:10] = 6.0  # a bright blob, in an image that is not square (x = axis 0 = 48 columns)
+    items = []
+    for i, img in enumerate(images):
+        _save_nifti(tmp_path / f"i{i}.nii.gz", img[0].numpy())
+        items.append({"image": str(tmp_path / f"i{i}.nii.gz")})
+    detector = det.YoloDetector(model, conf=0.0, imgsz=64, device="cpu")
+    got = detector(images)
+    ref = det.predict_detections(model, items, conf=0.0, imgsz=64, device="cpu")
+    assert len(got) == 2
+    for (boxes, scores), r in zip(got, ref):
+        assert boxes.shape == (len(scores), 4) and len(scores) > 0
+        np.testing.assert_allclose(boxes, r["boxes"], atol=1e-3)
+        np.testing.assert_allclose(scores, r["scores"], atol=1e-5)
+        assert boxes[:, 2].max() <= 48 + 1e-3 and boxes[:, 3].max() <= 32 + 1e-3  # array frame: x < W = 48, y < H
+    assert "conf=0" in repr(detector)
+    with pytest.raises(FileNotFoundError, match="missing_best.pt"):
+        det.YoloDetector(tmp_path / "missing_best.pt")
+    with pytest.raises(ValueError, match="conf"):
+        det.YoloDetector(model, conf=2.0)
+    assert no_network == []
