@@ -1,91 +1,86 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
 """CycleGAN on this project's GanTrainer: one training iteration (both generators, then both discriminators with
 the image pools) with Zhu et al.'s ``resnet_9blocks`` generators and 70 x 70 PatchGANs, 3 -> 3 channels, batch 1,
-at 128 x 128 and 256 x 256; GFLOP per step (``FlopCounterMode``); translation throughput.
+at 128 x 128 and 256 x 256 (reference: junyanz pytorch-CycleGAN-and-pix2pix); translation throughput A -> B at
+batch 1 (as the reference's test script).
 
-Writes ``bench/results/cyclegan_<hostname>.json``. Usage: ``python -m bench.bench_cyclegan [--device cuda]``.
+Family: ``cyclegan``. Writes ``bench/results/cyclegan_<tag>.json``.
+Usage: ``python -m bench.bench_cyclegan [--device cuda] [--sizes 128 256] [--quick]``.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from typing import Any
 
 import torch
 
 from bench.common import (
-    count_gflop,
-    machine_info,
-    matmul_gflops,
-    peak_rss_mb,
-    write_result,
+    bench_main,
+    bench_parser,
+    engine_config,
+    engine_options,
+    engine_suffix,
+    print_record,
+    selected,
+    setup_run,
 )
-from bench.engine_timing import (
-    RepeatBatch,
-    generation_images_per_s,
-    time_engine_iterations,
-)
+from bench.engine_timing import RepeatBatch, measure_engine, param_millions, record_from
 from monai_gan_aug.engines import GanTrainer
-from monai_gan_aug.losses.objectives.cyclegan import (
-    CYCLEGAN_NETWORKS,
-    CycleGANObjective,
-)
+from monai_gan_aug.losses.objectives.cyclegan import CYCLEGAN_NETWORKS, CycleGANObjective
 from monai_gan_aug.networks.blocks.patchgan import PatchGANDiscriminator
 from monai_gan_aug.networks.nets.cyclegan import ResNetGenerator
 
+__all__ = ["FAMILIES", "NAME", "main", "run"]
 
-def _trainer(batch: dict, n: int, device: str, amp: bool = False) -> GanTrainer:
+NAME = "cyclegan"
+FAMILIES = ("cyclegan",)
+
+
+def bench_config(size: int, base: int, n_blocks: int, gen_batch: int, args, machine: dict[str, Any]) -> dict[str, Any]:
+    dev = args.device
+    g = torch.Generator().manual_seed(0)
+    batch = {k: (torch.rand(1, 3, size, size, generator=g) * 2 - 1).to(dev) for k in ("image_a", "image_b")}
     torch.manual_seed(0)
     nets = {
-        "generator_ab": ResNetGenerator(2, 3, 3, n_blocks=9),
-        "generator_ba": ResNetGenerator(2, 3, 3, n_blocks=9),
-        "discriminator_a": PatchGANDiscriminator(2, 3, receptive_field=70, norm="instance"),
-        "discriminator_b": PatchGANDiscriminator(2, 3, receptive_field=70, norm="instance"),
+        "generator_ab": ResNetGenerator(2, 3, 3, base_channels=base, n_blocks=n_blocks),
+        "generator_ba": ResNetGenerator(2, 3, 3, base_channels=base, n_blocks=n_blocks),
+        "discriminator_a": PatchGANDiscriminator(2, 3, receptive_field=70, base_channels=base, norm="instance"),
+        "discriminator_b": PatchGANDiscriminator(2, 3, receptive_field=70, base_channels=base, norm="instance"),
     }
     opts = {k: torch.optim.Adam(nets[k].parameters(), 2e-4, betas=(0.5, 0.999)) for k in CYCLEGAN_NETWORKS}
-    return GanTrainer(device, 1, RepeatBatch(batch, n), nets, opts, CycleGANObjective(pool_size=50), amp=amp)
+    tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, CycleGANObjective(pool_size=50),
+                    **engine_options(args))
+    sources = {"image_a": (torch.rand(gen_batch, 3, size, size, generator=g) * 2 - 1).to(dev)}
+    m = measure_engine(tr, batch, device=dev, warmup=args.warmup, repeats=args.repeats,
+                       generate=lambda: tr.generate(gen_batch, batch=sources), gen_batch=gen_batch)
+    gen_name = f"resnet_{n_blocks}blocks"
+    config = {"resolution": size, "spatial_dims": 2, "batch": 1, "in_channels": 3, "out_channels": 3,
+              "generator": gen_name, "discriminator": "patchgan_70", "base_channels": base, **engine_config(args)}
+    label = f"{gen_name} x2 + 70x70 PatchGAN x2, {size}^2, 3->3, batch 1" + engine_suffix(args)
+    ref = f"cyclegan_{size}_b1" if size in (128, 256) else "cyclegan_128_b1"
+    return record_from(m, args, machine, family="cyclegan", name=f"cyclegan_{size}_b1", label=label, config=config,
+                       reference_key=ref,
+                       extra={"params_m": {"generator_ab": param_millions(nets["generator_ab"]),
+                                           "discriminator_a": param_millions(nets["discriminator_a"])}})
 
 
-def bench_config(size: int, device: str, warmup: int, repeats: int, amp: bool = False) -> dict[str, Any]:
-    g = torch.Generator().manual_seed(0)
-    batch = {k: (torch.rand(1, 3, size, size, generator=g) * 2 - 1).to(device) for k in ("image_a", "image_b")}
-    tr = _trainer(batch, warmup + repeats, device, amp)
-    step = time_engine_iterations(tr, warmup, repeats, device)
-    one = _trainer(batch, 1, device)
-    one.state.iteration = 1
-    prepared = one.objective.prepare_batch(batch, torch.device(device))
-    gflop = count_gflop(lambda: one._iteration(one, prepared))
-    gen = one.networks["generator_ab"].eval()
-    src = torch.cat([batch["image_a"]] * 4)
-    with torch.no_grad():
-        gen_img_s = generation_images_per_s(lambda: gen(src), 4, warmup=1, repeats=3, device=device)
-    out = {"config": f"resnet_9blocks x2 + 70x70 PatchGAN x2, 3->3 channels, {size}^2, batch 1" + (", bf16 autocast" if amp else ""),
-           "step_s": step, "gflop_step": gflop, "gflop_per_s": gflop / step, "translate_img_s": gen_img_s,
-           "params_g_m": sum(p.numel() for p in tr.networks["generator_ab"].parameters()) / 1e6}
-    if torch.device(device).type == "cuda":
-        out["peak_cuda_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        torch.cuda.reset_peak_memory_stats()
-    return out
+def run(args) -> list[dict[str, Any]]:
+    machine = setup_run(args)
+    records = []
+    if selected(args, "cyclegan"):
+        sizes, base, n_blocks = ([32], 8, 2) if args.quick else (args.sizes, 64, 9)
+        for size in sizes:
+            records.append(bench_config(size, base, n_blocks, 1, args, machine))
+            print_record(records[-1])
+    return records
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    out: dict[str, Any] = {"machine": machine_info(args.device), "matmul_gflops": matmul_gflops(device=args.device), "results": {}}
-    for size in args.sizes:
-        r = bench_config(size, args.device, args.warmup, args.repeats)
-        out["results"][f"cyclegan_{size}_b1"] = r
-        print(size, {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}, flush=True)
-    out["peak_rss_mb"] = peak_rss_mb()
-    write_result("cyclegan", out)
-    return out
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    p = bench_parser("python -m bench.bench_cyclegan", __doc__.split("\n\n")[0], FAMILIES)
+    p.add_argument("--sizes", type=int, nargs="+", default=[128, 256], help="image sides (ignored with --quick)")
+    return bench_main(NAME, p, run, argv)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,30 +1,30 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Pix2Pix (and DF-GAN's extra Frechet term) on this project's GanTrainer: one training iteration at 256 x 256
-with Isola et al.'s ``unet_256`` generator and 70 x 70 PatchGAN, 3 -> 3 channels, batch 1 and 4; GFLOP per step
-(``FlopCounterMode``); generation throughput of the generator in eval mode.
+"""Pix2Pix (and DF-GAN's extra Frechet term) on this project's GanTrainer: Isola et al.'s ``unet_256`` generator
+and 70 x 70 PatchGAN, 3 -> 3 channels, 256 x 256, batch 1 and 4 (reference: junyanz pytorch-CycleGAN-and-pix2pix);
+generation throughput of the generator in eval mode (batch 32 for the batch-1 row, as in the issue).
 
-Writes ``bench/results/pix2pix_<hostname>.json``. Usage: ``python -m bench.bench_pix2pix [--device cuda]``.
+Families: ``pix2pix``, ``dfgan`` (batch 4; no reference). Writes ``bench/results/pix2pix_<tag>.json``.
+Usage: ``python -m bench.bench_pix2pix [--device cuda] [--amp] [--quick]``.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from typing import Any
 
 import torch
 
 from bench.common import (
-    count_gflop,
-    machine_info,
-    matmul_gflops,
-    peak_rss_mb,
-    write_result,
+    bench_main,
+    bench_parser,
+    engine_config,
+    engine_options,
+    engine_suffix,
+    print_record,
+    selected,
+    setup_run,
 )
-from bench.engine_timing import (
-    RepeatBatch,
-    generation_images_per_s,
-    time_engine_iterations,
-)
+from bench.engine_timing import RepeatBatch, measure_engine, param_millions, record_from
 from monai_gan_aug.engines import GanTrainer
 from monai_gan_aug.losses.objectives.dfgan import DFGANObjective
 from monai_gan_aug.losses.objectives.pix2pix import Pix2PixObjective
@@ -32,70 +32,67 @@ from monai_gan_aug.metrics.extractors import RandomConvFeatures
 from monai_gan_aug.networks.blocks.patchgan import PatchGANDiscriminator
 from monai_gan_aug.networks.nets.pix2pix import Pix2PixGenerator
 
+__all__ = ["FAMILIES", "NAME", "main", "run"]
 
-def _trainer(objective, batch: dict, n: int, device: str, amp: bool = False) -> GanTrainer:
-    torch.manual_seed(0)
-    g = Pix2PixGenerator(2, 3, 3, image_size=256)  # unet_256: 8 downs, 54.4 M parameters
-    d = PatchGANDiscriminator(2, 6, receptive_field=70)  # 70 x 70 PatchGAN on (condition, image)
-    opts = {k: torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for k, m in (("generator", g), ("discriminator", d))}
-    return GanTrainer(device, 1, RepeatBatch(batch, n), {"generator": g, "discriminator": d}, opts, objective, amp=amp)
+NAME = "pix2pix"
+FAMILIES = ("pix2pix", "dfgan")
 
 
-def _objective(kind: str, batch: dict) -> Pix2PixObjective:
-    if kind == "pix2pix":
+def _objective(family: str) -> Pix2PixObjective:
+    if family == "pix2pix":
         return Pix2PixObjective(cond_key="source", cond_mode="image")
     obj = DFGANObjective(extractor=RandomConvFeatures(in_channels=3, dim=64), cond_key="source", cond_mode="image")
     obj.set_real_statistics({"mu": torch.zeros(64), "sigma": torch.eye(64)})
     return obj
 
 
-def bench_config(kind: str, bs: int, device: str, warmup: int, repeats: int, amp: bool = False) -> dict[str, Any]:
-    g = torch.Generator().manual_seed(0)
-    batch = {"image": torch.rand(bs, 3, 256, 256, generator=g) * 2 - 1, "source": torch.rand(bs, 3, 256, 256, generator=g) * 2 - 1}
-    batch = {k: v.to(device) for k, v in batch.items()}
-    if kind == "dfgan" and bs < 2:
-        return {"skipped": "the Frechet term needs >= 2 images per batch (or fid_memory)"}
-    tr = _trainer(_objective(kind, batch), batch, warmup + repeats, device, amp)
-    step = time_engine_iterations(tr, warmup, repeats, device)
-    one = _trainer(_objective(kind, batch), batch, 1, device)
-    one.state.iteration = 1
-    prepared = one.objective.prepare_batch(batch, torch.device(device))
-    gflop = count_gflop(lambda: one._iteration(one, prepared))
-    gen = one.networks["generator"].eval()
-    cond = prepared["cond"][:bs]
-    with torch.no_grad():
-        gen_img_s = generation_images_per_s(lambda: gen(cond), bs, warmup=1, repeats=3, device=device)
-    out = {"config": f"{kind}, unet_256 + 70x70 PatchGAN, 3->3 channels, 256^2, batch {bs}" + (", bf16 autocast" if amp else ""),
-           "step_s": step, "gflop_step": gflop, "gflop_per_s": gflop / step, "gen_img_s": gen_img_s,
-           "params_g_m": sum(p.numel() for p in tr.networks["generator"].parameters()) / 1e6,
-           "params_d_m": sum(p.numel() for p in tr.networks["discriminator"].parameters()) / 1e6}
-    if torch.device(device).type == "cuda":
-        out["peak_cuda_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        torch.cuda.reset_peak_memory_stats()
-    return out
+def _images(n: int, size: int, seed: int, device: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 3, size, size, generator=g) * 2 - 1).to(device)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    out: dict[str, Any] = {"machine": machine_info(args.device), "matmul_gflops": matmul_gflops(device=args.device), "results": {}}
-    for kind, bs in (("pix2pix", 1), ("pix2pix", 4), ("dfgan", 4)):
-        r = bench_config(kind, bs, args.device, args.warmup, args.repeats)
-        out["results"][f"{kind}_256_b{bs}"] = r
-        print(kind, bs, {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}, flush=True)
-    if torch.device(args.device).type == "cuda":
-        r = bench_config("pix2pix", 4, args.device, args.warmup, args.repeats, amp=True)
-        out["results"]["pix2pix_256_b4_bf16"] = r
-        print("pix2pix bf16", r, flush=True)
-    out["peak_rss_mb"] = peak_rss_mb()
-    write_result("pix2pix", out)
-    return out
+def bench_config(family: str, size: int, bs: int, gen_batch: int, base: int, args, machine: dict[str, Any],
+                 reference_key: str | None) -> dict[str, Any]:
+    dev = args.device
+    batch = {"image": _images(bs, size, 0, dev), "source": _images(bs, size, 1, dev)}
+    torch.manual_seed(0)
+    g = Pix2PixGenerator(2, 3, 3, image_size=size, base_channels=base)  # 256: unet_256, 8 downs, 54.4 M parameters
+    d = PatchGANDiscriminator(2, 6, receptive_field=70, base_channels=base)  # 70 x 70 PatchGAN on (condition, image)
+    opts = {k: torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for k, m in (("generator", g), ("discriminator", d))}
+    tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), {"generator": g, "discriminator": d}, opts,
+                    _objective(family), **engine_options(args))
+    conditions = {"source": _images(gen_batch, size, 2, dev)}
+    m = measure_engine(tr, batch, device=dev, warmup=args.warmup, repeats=args.repeats,
+                       generate=lambda: tr.generate(gen_batch, batch=conditions), gen_batch=gen_batch)
+    config = {"resolution": size, "spatial_dims": 2, "batch": bs, "in_channels": 3, "out_channels": 3,
+              "generator": f"unet_{size}", "discriminator": "patchgan_70", "base_channels": base,
+              "loss": "pix2pix" if family == "pix2pix" else "pix2pix + frechet", **engine_config(args)}
+    label = f"unet_{size} + 70x70 PatchGAN, {size}^2, 3->3, batch {bs}" + engine_suffix(args)
+    return record_from(m, args, machine, family=family, name=f"{family}_{size}_b{bs}", label=label, config=config,
+                       reference_key=reference_key,
+                       extra={"params_m": {"generator": param_millions(g), "discriminator": param_millions(d)}})
+
+
+def run(args) -> list[dict[str, Any]]:
+    machine = setup_run(args)
+    size, base = (32, 8) if args.quick else (256, 64)
+    small = 2 if args.quick else 4
+    # (family, batch, generation batch, reference)
+    rows = [("pix2pix", 1, 2 if args.quick else 32, "pix2pix_256_b1"),
+            ("pix2pix", small, small, "pix2pix_256_b4"),
+            ("dfgan", small, small, None)]  # the Frechet term needs >= 2 images per batch
+    records = []
+    for family, bs, gen_batch, ref in rows:
+        if selected(args, family):
+            records.append(bench_config(family, size, bs, gen_batch, base, args, machine, ref))
+            print_record(records[-1])
+    return records
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = bench_parser("python -m bench.bench_pix2pix", __doc__.split("\n\n")[0], FAMILIES)
+    return bench_main(NAME, parser, run, argv)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
