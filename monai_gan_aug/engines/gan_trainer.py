@@ -45,6 +45,21 @@ class NonFiniteLossError(RuntimeError):
     """Raised when a loss became NaN or infinite; training stops after the checkpoint handler saved the state."""
 
 
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _to_channels_last_(module: torch.nn.Module) -> torch.nn.Module:
+    """In place: 4D weights/buffers (2D convolutions) to ``channels_last``, 5D (3D) to ``channels_last_3d``.
+
+    ``Module.to(memory_format=torch.channels_last)`` raises on the 5D weights of 3D networks."""
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            fmt = _CHANNELS_LAST.get(t.ndim)
+            if fmt is not None:
+                t.data = t.data.contiguous(memory_format=fmt)
+    return module
+
+
 class GanTrainer(Trainer):
     """Generic adversarial trainer.
 
@@ -66,7 +81,8 @@ class GanTrainer(Trainer):
         ema_start_iteration: before this iteration the EMA copy just tracks the weights.
         nonfinite_check_interval: check accumulated losses for NaN/inf every N iterations (1 = every iteration;
             each check is one host sync).
-        channels_last: use ``torch.channels_last`` memory format for 2D networks and inputs.
+        channels_last: channels-last memory format (``torch.channels_last`` for 2D, ``channels_last_3d`` for 3D
+            weights and inputs).
         compile: wrap each network's forward in ``torch.compile``.
         distributed: average gradients over ranks (default: when torch.distributed is initialised with >1 rank).
     """
@@ -135,7 +151,7 @@ class GanTrainer(Trainer):
         self.ema_networks.to(device)
         if self.channels_last:
             for net in list(self.networks.values()) + list(self.ema_networks.values()):
-                net.to(memory_format=torch.channels_last)
+                _to_channels_last_(net)
         self._forward = {k: (torch.compile(m) if compile else m) for k, m in self.networks.items()}
         self._trainable: frozenset[str] | None = None
         self._finite: torch.Tensor | None = None
@@ -288,8 +304,8 @@ class GanTrainer(Trainer):
         batch = self.objective.prepare_batch(batchdata, self.state.device)
         if self.channels_last:
             for k, v in batch.items():
-                if isinstance(v, torch.Tensor) and v.ndim == 4:
-                    batch[k] = v.contiguous(memory_format=torch.channels_last)
+                if isinstance(v, torch.Tensor) and v.ndim in _CHANNELS_LAST:
+                    batch[k] = v.contiguous(memory_format=_CHANNELS_LAST[v.ndim])
         return batch
 
     def _iteration(self, engine: Any, batchdata: Any) -> dict[str, Any]:

@@ -163,3 +163,31 @@ def test_bad_configuration_errors(tiny_image_loader):
         make_trainer(tiny_image_loader, ema={"nope": 0.9})
     with pytest.raises(TypeError, match="GanObjective"):
         GanTrainer("cpu", 1, tiny_image_loader, {"generator": torch.nn.Linear(1, 1)}, {}, objective=object())
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_channels_last_matches_default_layout(dims):
+    """channels_last (2D) / channels_last_3d (3D) changes the memory layout only: same losses and weights."""
+    from monai.data import DataLoader, Dataset
+
+    g = torch.Generator().manual_seed(0)
+    shape = (1,) + (8,) * dims
+    data = [{"image": (0.5 + 0.05 * torch.randn(*shape, generator=g)).clamp(-1, 1)} for _ in range(4)]
+    results = []
+    for cl in (False, True):
+        torch.manual_seed(0)
+        gen = DCGANGenerator(dims, 8, 1, 8, 8)
+        disc = DCGANDiscriminator(dims, 1, 8, 8, norm=None)
+        trainer = GanTrainer(
+            "cpu", 1, DataLoader(Dataset(data), batch_size=2, shuffle=False), {"generator": gen, "discriminator": disc},
+            {"generator": torch.optim.Adam(gen.parameters(), 1e-3), "discriminator": torch.optim.Adam(disc.parameters(), 1e-3)},
+            DCGANObjective(8, dims), channels_last=cl,
+        )
+        trainer.run()
+        conv = next(p for p in gen.parameters() if p.ndim == dims + 2)
+        fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
+        assert conv.is_contiguous(memory_format=fmt) == cl or conv.shape[-1] == 1
+        results.append((trainer.state.output["losses"]["g_loss"].item(), [p.detach().clone() for p in gen.parameters()]))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-4, abs=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
