@@ -76,9 +76,9 @@ class LoadMedicalImaged(LoadImaged):
         super().__init__(keys, reader, dtype, meta_keys, meta_key_postfix, overwriting, image_only,
                          ensure_channel_first, simple_keys, prune_meta_pattern, prune_meta_sep,
                          allow_missing_keys, expanduser, *args, **kwargs)
-        self._loader = LoadMedicalImage(reader, image_only, dtype, ensure_channel_first, dicom_kwargs,
+        self._loader = LoadMedicalImage(reader, image_only, dtype, ensure_channel_first, dicom_kwargs, *args,
                                         simple_keys=simple_keys, prune_meta_pattern=prune_meta_pattern,
-                                        prune_meta_sep=prune_meta_sep, expanduser=expanduser, *args, **kwargs)
+                                        prune_meta_sep=prune_meta_sep, expanduser=expanduser, **kwargs)
 
 
 LoadMedicalImageD = LoadMedicalImageDict = LoadMedicalImaged

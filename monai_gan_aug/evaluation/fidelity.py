@@ -92,7 +92,7 @@ def box_contrasts(image: Any, boxes: Any) -> np.ndarray:
         if r is not None:
             in_any[r] = True
     out = np.full(len(b), np.nan)
-    for i, (box, r) in enumerate(zip(b, regions)):
+    for i, r in enumerate(regions):
         if r is None:
             continue
         inside = arr[r].mean()

@@ -226,7 +226,7 @@ class BoxSampler(Randomizable):
         if image_size is None:
             raise ValueError(f"box file {p} does not give image_size; pass image_size=[W, H] (the generator's size).")
         boxes, labels = [], []
-        for i, s in enumerate(sets):
+        for s in sets:
             if isinstance(s, Mapping):
                 b = s.get("boxes", [])
                 lab = s.get("box_labels")

@@ -126,11 +126,11 @@ def test_image_pool_behaviour():
 
 def test_image_pool_state_dict_replays_exactly():
     a = ImagePool(3, seed=5)
-    for i in range(5):
+    for _ in range(5):
         a.query(torch.randn(2, 1, 4, 4))
     b = ImagePool(3, seed=123)
     b.load_state_dict(a.state_dict())
-    for i in range(6):
+    for _ in range(6):
         x = torch.randn(2, 1, 4, 4)
         torch.testing.assert_close(a.query(x), b.query(x))
     with pytest.raises(ValueError, match="same pool_size"):
