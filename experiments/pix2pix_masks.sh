@@ -11,7 +11,7 @@ OUT=${1:-runs/exp}
 PY=${PY:-.venv/bin/python}
 ITERS=${ITERS:-1200}
 MASK_ITERS=${MASK_ITERS:-800}
-SEEDS=${SEEDS:-0,1,2}
+SEEDS=${SEEDS:-0,1}
 SIZE="--image_size 64"
 $PY -m monai.bundle run --config_file bundles/pix2pix/configs/train.json $SIZE --seed 0 --max_iterations "$ITERS" \
     --save_interval 200 --sample_interval 200 --output_dir "$OUT/pix2pix"
@@ -30,5 +30,5 @@ test -f "$OUT/pix2pix/synthetic_two_stage/datalist.json" || $PY -m monai.bundle 
     --config_file bundles/pix2pix/configs/inference_two_stage.json $SIZE --output_dir "$OUT/pix2pix" \
     --mask_output_dir "$OUT/mask_dcgan" --num_samples 224
 $PY -m monai_gan_aug.evaluation.segmentation --synthetic "pix2pix=$OUT/pix2pix/synthetic" \
-    "two-stage=$OUT/pix2pix/synthetic_two_stage" --real_sizes 50,224 --ratios 0,1 --classic_aug 0,1 \
-    --seeds "$SEEDS" --epochs 30 --image_size 64 --out "$OUT/segmentation"
+    "two-stage=$OUT/pix2pix/synthetic_two_stage" --real_sizes 50,100 --ratios 0,1 --classic_aug 0,1 \
+    --seeds "$SEEDS" --epochs 25 --image_size 64 --out "$OUT/segmentation"

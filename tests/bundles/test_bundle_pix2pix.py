@@ -102,6 +102,14 @@ def test_two_stage_generation_needs_no_annotation(trained, demo_dir, tmp_path):
         assert nib.load(tmp_path / "pairs" / rec["image"]).shape == (16, 16)
         assert set(np.unique(_labels(tmp_path / "pairs" / rec["label"]))) <= {0, 1}
 
+    # the honours-mask check of the two-stage pairs (evaluate.json + the evaluate_two_stage.json overlay)
+    ev = {**overrides, "segmenter_epochs": 1, "num_samples": 4}
+    ev.pop("synthetic_dir")
+    run_config("pix2pix", ["evaluate.json", "evaluate_two_stage.json"], ev, workflow_type="infer")
+    result = json.loads((trained / "eval_two_stage" / "honours_mask.json").read_text())
+    assert result["n"] == 4 and {"dice", "dice_shuffled", "margin"} <= set(result)
+    assert (trained / "eval_two_stage" / "segmenter.pt").is_file()
+
 
 @pytest.mark.parametrize("field", [10, 22, 46, 70])
 def test_configured_receptive_field_is_built(field):

@@ -1,0 +1,65 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Figures of the bundle docs, from trained runs of the experiment scripts (CPU, seconds).
+
+``python experiments/figures.py pix2pix RUN_DIR OUT.png [--image_size 64] [--n 6]``: for ``n`` validation slices,
+rows = tissue map given to the generator | generated slice | real slice, through the bundle's own ``evaluate.json``
+(its preprocessing, network and objective), so the figure shows exactly what the honours-mask check scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from PIL import Image
+
+from monai_gan_aug.losses.objectives.pix2pix import mask_to_display
+from monai_gan_aug.utils.image import make_grid_rgb, to_uint8_display
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pix2pix_figure(run_dir: str, out: str, image_size: int = 64, n: int = 6, scale: int = 2) -> Path:
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles/pix2pix/configs/evaluate.json"))
+    parser.update({"output_dir": run_dir, "image_size": image_size, "device": "$torch.device('cpu')"})
+    network, objective = parser.get_parsed_content("network"), parser.get_parsed_content("objective")
+    dataset = parser.get_parsed_content("dataset")
+    num_classes = int(parser.get_parsed_content("num_classes"))
+    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    batch = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0] if k in ("image", "tissue")}
+    network.eval()
+    with torch.no_grad():
+        prepared = objective.prepare_batch(batch, torch.device("cpu"))
+        fake = objective.generate({"generator": network}, len(items), batch=prepared, device="cpu")["image"]
+    rows = [
+        [to_uint8_display(mask_to_display(torch.as_tensor(it["tissue"]).long(), num_classes)) for it in items],
+        [to_uint8_display(f) for f in fake],
+        [to_uint8_display(torch.as_tensor(it["image"])) for it in items],
+    ]
+    grid = make_grid_rgb([t for row in rows for t in row], nrow=len(items))
+    img = Image.fromarray(grid)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+    return Path(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("kind", choices=["pix2pix"])
+    p.add_argument("run_dir")
+    p.add_argument("out")
+    p.add_argument("--image_size", type=int, default=64)
+    p.add_argument("--n", type=int, default=6)
+    a = p.parse_args(argv)
+    print(pix2pix_figure(a.run_dir, a.out, a.image_size, a.n))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
