@@ -713,6 +713,12 @@ def _as_filter(synthetic_filter: Any, min_box_contrast: float | None) -> Callabl
     )
 
 
+def _run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's settings without the grid lists (``ratios``, ``seeds``): adding seeds or ratios to an experiment
+    keeps its finished runs."""
+    return {k: v for k, v in config.items() if k not in ("ratios", "seeds")}
+
+
 def _tag(ratio: float) -> str:
     return f"ratio{float(ratio):g}"
 
@@ -822,7 +828,7 @@ def run_detection_experiment(
             )
             run_name = f"{_tag(ratio)}_seed{seed}"
             run_dir = out / "runs" / run_name
-            run_config = _json_safe({**config, "ratio": ratio, "seed": seed, "export": export.info["config"]})
+            run_config = _json_safe({**_run_identity(config), "ratio": ratio, "seed": seed, "export": export.info["config"]})
             metrics_path = run_dir / METRICS_FILE
             record = None
             if resume and metrics_path.is_file():
@@ -830,7 +836,7 @@ def run_detection_experiment(
                     old = json.loads(metrics_path.read_text())
                 except ValueError:
                     old = {}
-                if old.get("config") == run_config:
+                if _run_identity(old.get("config") or {}) == run_config:
                     record = old
                     logger.info("reusing finished run %s", run_dir)
             if record is None:

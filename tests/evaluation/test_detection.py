@@ -422,13 +422,17 @@ def test_end_to_end_handler_table(tmp_path, no_network):
     # the command line reuses the finished runs (same settings) and rewrites the same table
     weights = exp / "runs" / "ratio1_seed0" / "weights" / "best.pt"
     mtime = weights.stat().st_mtime_ns
-    again = det.main([
-        "--real", str(datalist), "--synthetic", str(tmp_path / "syn"), "--ratios", "0,1", "--seeds", "0",
-        "--model", "yolov3-tinyu.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4", "--device", "cpu",
-        "--out", str(exp),
-    ])
+    cli = ["--real", str(datalist), "--synthetic", str(tmp_path / "syn"), "--ratios", "0,1", "--model",
+           "yolov3-tinyu.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4", "--device", "cpu", "--out", str(exp)]
+    again = det.main([*cli, "--seeds", "0"])
     assert weights.stat().st_mtime_ns == mtime
     assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in table["rows"]]
+    # adding a seed trains only the new runs
+    more = det.main([*cli, "--seeds", "0,1", "--ratios", "1"])
+    assert weights.stat().st_mtime_ns == mtime
+    assert (exp / "runs" / "ratio1_seed1" / "detection_metrics.json").is_file()
+    assert not (exp / "runs" / "ratio0_seed1").exists()
+    assert len(more["rows"]) == 1 and len(more["rows"][0]["runs"]) == 2
 
 
 def test_yolo_detector_matches_file_predictions(tmp_path, no_network):
