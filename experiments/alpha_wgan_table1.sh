@@ -16,6 +16,6 @@ for v in wgan_gp original improved; do
         --output_dir "$OUT/alpha_$v" --synthetic_dir "$OUT/alpha_$v/synthetic"
 done
 # the three sets have no masks, so the protocol's U-Net part (Table II) has nothing to add: metrics only
-$PY -m monai.bundle run --config_file bundles/alpha_wgan_gp/configs/evaluate_thyroid.json --segmentation false \
+$PY -m monai.bundle run --config_file bundles/alpha_wgan_gp/configs/evaluate_thyroid.json --segmentation False \
     --synthetic_sets "{'WGAN-GP': '$OUT/alpha_wgan_gp/synthetic', 'alpha-WGAN-GP': '$OUT/alpha_original/synthetic', 'improved alpha-WGAN-GP': '$OUT/alpha_improved/synthetic'}" \
     --evaluation_dir "$OUT/thyroid_table1"

@@ -81,6 +81,7 @@ def test_inference_writes_images_boxes_and_yolo_labels(trained, demo_dir, tmp_pa
     assert Image.open(tmp_path / "syn" / manifest["files"][0]["png"]).size == (16, 16)
     datalist = json.loads((tmp_path / "syn" / "datalist.json").read_text())
     assert all("boxes" in d and d["synthetic"] for d in datalist["training"])
+    assert all(d["class"] == int(len(d["boxes"]) > 0) for d in datalist["training"])  # image-level lesion label
     # same seeds, same images
     run_config("pggan_bbox", "inference.json", {**inf, "synthetic_dir": str(tmp_path / "again")}, workflow_type="infer")
     a = np.asarray(nii.dataobj)

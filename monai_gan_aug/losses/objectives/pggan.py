@@ -437,7 +437,8 @@ class PGGANBoxObjective(GanObjective):
 
         Returns:
             ``{"image": (num, C, *spatial), "boxes": [(N_i, 2D)], "box_labels": [(N_i,)], "cond": (num, 1, *spatial),
-            "latents": (num, latent_size)}``.
+            "latents": (num, latent_size), "class": (num,)}`` (``class`` 1 for images with at least one box, the
+            image-level label of the demo datalist, so a synthetic set also serves lesion / no-lesion classification).
         """
         if num < 1:
             raise ValueError(f"num must be >= 1, got {num}.")
@@ -478,4 +479,6 @@ class PGGANBoxObjective(GanObjective):
             GanKeys.BOX_LABELS: labels,
             GanKeys.COND: cond,
             GanKeys.LATENTS: z,
+            # 1 when the image was asked for lesions: the demo datalist's image-level ``class`` (lesion vs none)
+            GanKeys.CLASS: torch.as_tensor([int(len(b) > 0) for b in boxes], dtype=torch.int64, device=img.device),
         }
