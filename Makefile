@@ -47,7 +47,7 @@ bench: install
 	$(PY) -m bench.run_all
 
 lint: install
-	$(PY) -m ruff check monai_gan_aug tests bench
+	$(PY) -m ruff check monai_gan_aug tests bench experiments
 
 clean:
 	rm -rf $(VENV) $(LABEL_VENV) runs .cache

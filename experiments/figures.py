@@ -4,6 +4,9 @@
 ``python experiments/figures.py pix2pix RUN_DIR OUT.png [--image_size 64] [--n 6]``: for ``n`` validation slices,
 rows = tissue map given to the generator | generated slice | real slice, through the bundle's own ``evaluate.json``
 (its preprocessing, network and objective), so the figure shows exactly what the honours-mask check scores.
+
+``python experiments/figures.py real-dice RUN_DIR OUT.json``: the honours-mask numbers of the *real* validation
+slices under the same reference segmenter (``RUN_DIR/eval/segmenter.pt``), the ceiling of the synthetic figures.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from PIL import Image
@@ -49,15 +51,37 @@ def pix2pix_figure(run_dir: str, out: str, image_size: int = 64, n: int = 6, sca
     return Path(out)
 
 
+def real_slices_dice(run_dir: str, out: str, image_size: int = 64) -> dict:
+    import json
+
+    from monai_gan_aug.engines.two_stage import honours_mask, load_segmenter
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles/pix2pix/configs/evaluate.json"))
+    parser.update({"output_dir": run_dir, "image_size": image_size, "device": "$torch.device('cpu')"})
+    dataset = parser.get_parsed_content("dataset")
+    seg = load_segmenter(parser.get_parsed_content("segmenter_def"), str(Path(run_dir) / "eval" / "segmenter.pt")).eval()
+    images = torch.stack([torch.as_tensor(dataset[i]["image"]) for i in range(len(dataset))])
+    maps = torch.stack([torch.as_tensor(dataset[i]["tissue"]) for i in range(len(dataset))]).long()
+    with torch.no_grad():
+        pred = seg(images).argmax(1, keepdim=True)
+    result = honours_mask(pred, maps, int(parser.get_parsed_content("num_classes")))
+    Path(out).write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("kind", choices=["pix2pix"])
+    p.add_argument("kind", choices=["pix2pix", "real-dice"])
     p.add_argument("run_dir")
     p.add_argument("out")
     p.add_argument("--image_size", type=int, default=64)
     p.add_argument("--n", type=int, default=6)
     a = p.parse_args(argv)
-    print(pix2pix_figure(a.run_dir, a.out, a.image_size, a.n))
+    if a.kind == "pix2pix":
+        print(pix2pix_figure(a.run_dir, a.out, a.image_size, a.n))
+    else:
+        print(real_slices_dice(a.run_dir, a.out, a.image_size))
     return 0
 
 

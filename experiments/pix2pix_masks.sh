@@ -32,3 +32,6 @@ test -f "$OUT/pix2pix/synthetic_two_stage/datalist.json" || $PY -m monai.bundle 
 $PY -m monai_gan_aug.evaluation.segmentation --synthetic "pix2pix=$OUT/pix2pix/synthetic" \
     "two-stage=$OUT/pix2pix/synthetic_two_stage" --real_sizes 50,100 --ratios 0,1 --classic_aug 0,1 \
     --seeds "$SEEDS" --epochs 25 --image_size 64 --out "$OUT/segmentation"
+# the reference segmenter on the real validation slices (the ceiling) and the docs figure
+$PY experiments/figures.py real-dice "$OUT/pix2pix" "$OUT/pix2pix/eval/real_slices_honours.json"
+$PY experiments/figures.py pix2pix "$OUT/pix2pix" "$OUT/pix2pix/pix2pix_demo64.png"
