@@ -5,7 +5,7 @@ references of issue #8).
 
     python -m bench.run_all [--quick] [--only dcgan,pix2pix] [--device cuda] [--amp] [--channels_last]
 
-``--only`` takes family names (``dcgan``, ``wgan_gp``, ``monai_gantrainer``, ``pix2pix``, ``dfgan``, ``cyclegan``,
+``--only`` takes family names (``dcgan``, ``wgan_gp``, ``monai_gantrainer``, ``pix2pix``, ``dfgan``, ``cyclegan``, ``ga_unet``,
 ``fastgan``, ``pggan``, ``alpha_wgan``) or script names (``noise_gans`` = its three families). Without ``--quick``
 the full sizes run: that takes hours on a 2-core CPU; run it on an otherwise idle machine.
 """
@@ -31,6 +31,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "fastgan": ("fastgan",),
     "pggan": ("pggan",),
     "alpha_wgan": ("alpha_wgan",),
+    "ga_unet": ("ga_unet",),
 }
 # extra arguments of the full (not --quick) runs: PGGAN at the reference's network sizes and stages
 FULL_ARGS: dict[str, list[str]] = {
