@@ -15,4 +15,4 @@ run dfgan dfgan --image_size 64 --max_iterations "$ITERS"
 run cyclegan cyclegan --image_size 64 --max_iterations "$ITERS"
 # GA-UNet is expensive (21 M-parameter generator, DenseNet critic, 5 critic steps): 32 px, narrower networks
 run ga_unet ga_unet --image_size 32 --base_channels 16 --critic_channels 32 --growth_rate 16 --n_critic 2 \
-    --max_iterations 100 --sample_interval 50
+    --max_iterations 100
