@@ -54,7 +54,7 @@ def bench_alpha_wgan(args, machine: dict[str, Any]) -> dict[str, Any]:
     batch = {"image": (torch.rand(bs, 1, *(size,) * dims, generator=g) * 2 - 1).to(dev)}
     torch.manual_seed(0)
     nets = alpha_wgan_networks(args.variant, dims, 1, size, args.latent_size, args.base_channels)
-    opts = {k: torch.optim.Adam(v.parameters(), 2e-4) for k, v in nets.items()}
+    opts = {k: torch.optim.Adam(v.parameters(), 2e-4, fused=True) for k, v in nets.items()}
     objective = AlphaWGANObjective(args.variant, args.latent_size)
     tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, objective, **options)
     m = measure_engine(tr, batch, device=dev, warmup=args.warmup, repeats=args.repeats,

@@ -48,7 +48,7 @@ def bench_config(size: int, base: int, n_blocks: int, gen_batch: int, args, mach
         "discriminator_a": PatchGANDiscriminator(2, 3, receptive_field=70, base_channels=base, norm="instance"),
         "discriminator_b": PatchGANDiscriminator(2, 3, receptive_field=70, base_channels=base, norm="instance"),
     }
-    opts = {k: torch.optim.Adam(nets[k].parameters(), 2e-4, betas=(0.5, 0.999)) for k in CYCLEGAN_NETWORKS}
+    opts = {k: torch.optim.Adam(nets[k].parameters(), 2e-4, betas=(0.5, 0.999), fused=True) for k in CYCLEGAN_NETWORKS}
     tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, CycleGANObjective(pool_size=50),
                     **engine_options(args))
     sources = {"image_a": (torch.rand(gen_batch, 3, size, size, generator=g) * 2 - 1).to(dev)}

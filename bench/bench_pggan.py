@@ -83,7 +83,7 @@ def run(args) -> list[dict[str, Any]]:
     g = PGGANGenerator(2, args.latent_size, 1, 1, args.max_resolution, fmap_base=args.fmap_base, fmap_max=args.fmap_max)
     d = PGGANDiscriminator(2, 1, 1, args.max_resolution, fmap_base=args.fmap_base, fmap_max=args.fmap_max)
     nets = {"generator": g, "discriminator": d}
-    opts = {k: torch.optim.Adam(v.parameters(), 1e-3, betas=(0.0, 0.99)) for k, v in nets.items()}
+    opts = {k: torch.optim.Adam(v.parameters(), 1e-3, betas=(0.0, 0.99), fused=True) for k, v in nets.items()}
     obj = PGGANBoxObjective(args.latent_size, args.max_resolution, images_per_phase=args.batch_size,
                             batch_size=args.batch_size, mismatch_weight=args.mismatch_weight)
     batch = _batch(args.batch_size, args.max_resolution)

@@ -58,7 +58,7 @@ def bench_config(family: str, size: int, bs: int, gen_batch: int, base: int, arg
     torch.manual_seed(0)
     g = Pix2PixGenerator(2, 3, 3, image_size=size, base_channels=base)  # 256: unet_256, 8 downs, 54.4 M parameters
     d = PatchGANDiscriminator(2, 6, receptive_field=70, base_channels=base)  # 70 x 70 PatchGAN on (condition, image)
-    opts = {k: torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for k, m in (("generator", g), ("discriminator", d))}
+    opts = {k: torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999), fused=True) for k, m in (("generator", g), ("discriminator", d))}
     tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), {"generator": g, "discriminator": d}, opts,
                     _objective(family), **engine_options(args))
     conditions = {"source": _images(gen_batch, size, 2, dev)}
