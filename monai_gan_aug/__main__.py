@@ -19,7 +19,7 @@ DEMO_DEFAULTS = {
     # whole demo finishes well inside 15 minutes on 2 CPU cores
     "pggan_bbox": {
         "shared": {"image_size": 64},
-        # 825 iterations, 4 -> 64 px; the whole demo measured at 5 min 8 s on the idle 2-core dev machine (README.md)
+        # 825 iterations, 4 -> 64 px; the whole demo measured at 4 min 36 s on the idle 2-core dev machine (README.md)
         "train": {"images_per_phase": {"4": 400, "8": 400, "16": 800, "32": 1600, "64": 3600}, "mismatch_weight": 4.0},
     },
     "dcgan": {"train": {"max_iterations": 300, "save_interval": 100, "sample_interval": 100}},
