@@ -25,10 +25,16 @@ from monai_gan_aug.utils.image import make_grid_rgb, to_uint8_display
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pix2pix_figure(run_dir: str, out: str, image_size: int = 64, n: int = 6, scale: int = 2) -> Path:
+def _evaluate_parser(run_dir: str, image_size: int) -> ConfigParser:
+    """bundles/pix2pix/configs/evaluate.json for a trained run, on the CPU."""
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles/pix2pix/configs/evaluate.json"))
     parser.update({"output_dir": run_dir, "image_size": image_size, "device": "$torch.device('cpu')"})
+    return parser
+
+
+def pix2pix_figure(run_dir: str, out: str, image_size: int = 64, n: int = 6, scale: int = 2) -> Path:
+    parser = _evaluate_parser(run_dir, image_size)
     network, objective = parser.get_parsed_content("network"), parser.get_parsed_content("objective")
     dataset = parser.get_parsed_content("dataset")
     num_classes = int(parser.get_parsed_content("num_classes"))
@@ -56,9 +62,7 @@ def real_slices_dice(run_dir: str, out: str, image_size: int = 64) -> dict:
 
     from monai_gan_aug.engines.two_stage import honours_mask, load_segmenter
 
-    parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles/pix2pix/configs/evaluate.json"))
-    parser.update({"output_dir": run_dir, "image_size": image_size, "device": "$torch.device('cpu')"})
+    parser = _evaluate_parser(run_dir, image_size)
     dataset = parser.get_parsed_content("dataset")
     seg = load_segmenter(parser.get_parsed_content("segmenter_def"), str(Path(run_dir) / "eval" / "segmenter.pt")).eval()
     images = torch.stack([torch.as_tensor(dataset[i]["image"]) for i in range(len(dataset))])

@@ -886,21 +886,9 @@ def run_detection_experiment(
 
 
 # ---------------------------------------------------------------------------------------------- command line
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from monai_gan_aug.evaluation.segmentation import _floats, _ints  # the evaluation CLIs' shared list parsers
+
     """``python -m monai_gan_aug.evaluation.detection --real DATALIST --synthetic DIR [DIR ...] --out DIR``."""
     parser = argparse.ArgumentParser(
         prog="python -m monai_gan_aug.evaluation.detection",
