@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from bench.references import REFERENCE_MATMUL_GFLOPS, TARGETS, reference
+from monai_gan_aug.engines.utils import cpu_supports_bf16
 
 __all__ = [
     "RESULTS",
@@ -185,6 +186,8 @@ def machine_info(device: str = "cpu", matmul: float | None = None) -> dict[str, 
     }
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
+    else:
+        info["cpu_native_bf16"] = cpu_supports_bf16()
     return info
 
 
@@ -201,7 +204,7 @@ def bench_parser(prog: str, description: str, families: Iterable[str]) -> argpar
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (figures not comparable)")
     p.add_argument("--channels_last", action="store_true", help="GanTrainer(channels_last=True) (2D networks)")
-    p.add_argument("--amp", action="store_true", help="GanTrainer(amp=True): bf16 autocast, CUDA only")
+    p.add_argument("--amp", action="store_true", help="GanTrainer(amp=True): bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX)")
     p.add_argument("--compile", action="store_true", help="GanTrainer(compile=True): torch.compile each network")
     p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(families)}")
     p.add_argument("--results_dir", default=str(RESULTS), help="where the JSON goes (default bench/results)")
@@ -225,13 +228,18 @@ def setup_run(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"--only: unknown families {unknown}; this benchmark has {list(families)}.")
     args.only_families = only
-    if args.amp and torch.device(args.device).type != "cuda":
-        print("note: --amp needs CUDA; running fp32 on", args.device, flush=True)
+    if args.amp and torch.device(args.device).type not in ("cuda", "cpu"):
+        print("note: --amp runs on CUDA and CPU; running fp32 on", args.device, flush=True)
         args.amp = False
+    if args.amp and torch.device(args.device).type == "cpu" and not cpu_supports_bf16():
+        print("note: this CPU has no native bf16 kernels (AVX512-BF16/AMX): --amp is emulated and slow", flush=True)
     torch.set_num_threads(args.threads)
     if args.tag is None:
         args.tag = host_tag(args.device, args.quick)
-    return machine_info(args.device, matmul=matmul_gflops(device=args.device, repeats=3 if args.quick else 5))
+    info = machine_info(args.device, matmul=matmul_gflops(device=args.device, repeats=3 if args.quick else 5))
+    if args.amp:  # the yardstick of the precision the convolutions run in
+        info["matmul_bf16_gflops"] = matmul_gflops(device=args.device, repeats=3 if args.quick else 5, dtype=torch.bfloat16)
+    return info
 
 
 def add_size_options(parser: argparse.ArgumentParser, full: Mapping[str, Any], quick: Mapping[str, Any],

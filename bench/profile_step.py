@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--channels_last", action="store_true")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--quick", action="store_true", help="the benchmark's tiny smoke configuration")
     p.add_argument("--no_flops", action="store_true", help="skip the FlopCounterMode step")

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=None, help="default 2")
     p.add_argument("--quick", action="store_true", help="tiny smoke configurations, 1 timed step")
     p.add_argument("--channels_last", action="store_true")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--only", default=None, help="comma-separated families or scripts")
     p.add_argument("--results_dir", default=str(RESULTS))

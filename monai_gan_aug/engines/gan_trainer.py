@@ -32,7 +32,7 @@ from ignite.engine import Events
 from monai.engines import Trainer
 from torch.optim import Optimizer
 
-from monai_gan_aug.engines.utils import RandomStates, StateDictGroup, dist_info
+from monai_gan_aug.engines.utils import RandomStates, StateDictGroup, dist_info, resolve_amp
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
 from monai_gan_aug.utils.enums import GanKeys
 
@@ -73,8 +73,10 @@ class GanTrainer(Trainer):
         epoch_length: iterations per epoch (default ``len(train_data_loader)``).
         max_iterations: stop after this many iterations in total (overrides the epoch count when reached first).
         handlers: ignite / MONAI handlers with ``attach``.
-        amp: autocast on CUDA (ignored with a warning on CPU).
-        amp_dtype: ``"bfloat16"`` (no scaler needed) or ``"float16"`` (one GradScaler per phase).
+        amp: autocast: on CUDA in ``amp_dtype``; on CPU in bfloat16 (fast on CPUs with AVX512-BF16 or AMX,
+            a warning on others); ignored with a warning on other devices.
+        amp_dtype: ``"bfloat16"`` (no scaler needed) or ``"float16"`` (CUDA only, one GradScaler per phase; a
+            CPU run uses bfloat16 with a warning).
         ema: network name -> EMA decay, e.g. ``{"generator": 0.999}``; the EMA copy is used by :meth:`generate`.
             The decay ramps up as ``min(decay, (1 + it) / (10 + it))`` so short runs are not dominated by the
             initial weights.
@@ -112,11 +114,9 @@ class GanTrainer(Trainer):
         if not networks:
             raise ValueError("networks must name at least one network.")
         device = torch.device(device)
-        if amp and device.type != "cuda":
-            logger.warning("amp=True needs a CUDA device; training in float32 on %s.", device)
-            amp = False
         if amp_dtype not in ("bfloat16", "float16"):
             raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {amp_dtype!r}.")
+        amp, amp_dtype = resolve_amp(amp, amp_dtype, device)
         if max_iterations is not None and max_iterations < 1:
             raise ValueError(f"max_iterations must be >= 1, got {max_iterations}.")
         if nonfinite_check_interval < 1:
@@ -137,7 +137,7 @@ class GanTrainer(Trainer):
         phases = objective.phases()
         self._check_phases(phases)
         self.scalers: dict[str, torch.amp.GradScaler | None] = {
-            p.name: (torch.amp.GradScaler("cuda") if amp and amp_dtype == "float16" else None) for p in phases
+            p.name: (torch.amp.GradScaler(device.type) if amp and amp_dtype == "float16" else None) for p in phases
         }
         self.ema_decay = dict(ema or {})
         unknown = [k for k in self.ema_decay if k not in self.networks]
@@ -255,7 +255,7 @@ class GanTrainer(Trainer):
     # ------------------------------------------------------------------ the iteration
     def _autocast(self):
         if self.amp:
-            return torch.autocast("cuda", dtype=self.amp_dtype)
+            return torch.autocast(self.state.device.type, dtype=self.amp_dtype)
         return contextlib.nullcontext()
 
     def _set_trainable(self, names: Sequence[str]) -> None:

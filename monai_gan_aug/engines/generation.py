@@ -12,6 +12,7 @@ from monai.engines import Evaluator
 from monai.networks.utils import eval_mode
 from torch.utils.data import Dataset
 
+from monai_gan_aug.engines.utils import resolve_amp
 from monai_gan_aug.losses.objectives.base import GanObjective
 
 __all__ = ["SeedDataset", "GanGenerationEvaluator", "load_generator_weights"]
@@ -88,6 +89,7 @@ class GanGenerationEvaluator(Evaluator):
         amp: bool = False,
         extra_networks: Mapping[str, torch.nn.Module] | None = None,
     ) -> None:
+        amp, _ = resolve_amp(amp, "bfloat16", device)
         super().__init__(device=torch.device(device), val_data_loader=data_loader, val_handlers=handlers, amp=amp, decollate=False)
         self.network = network.to(self.state.device)
         self.objective = objective
@@ -101,7 +103,7 @@ class GanGenerationEvaluator(Evaluator):
         nets = {self.objective.generator_name: self.network, **self.extra_networks}
         with eval_mode(*nets.values()), torch.no_grad():
             if self.amp:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
+                with torch.autocast(self.state.device.type, dtype=torch.bfloat16):
                     out = self.objective.generate(nets, len(seeds), batch=batch, seeds=seeds, device=self.state.device)
             else:
                 out = self.objective.generate(nets, len(seeds), batch=batch, seeds=seeds, device=self.state.device)

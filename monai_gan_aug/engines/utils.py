@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from collections.abc import Iterable, Mapping
@@ -13,7 +14,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
+    "resolve_amp",
+    "cpu_supports_bf16",
     "RandomStates",
     "StateDictGroup",
     "find_latest_checkpoint",
@@ -81,6 +86,38 @@ def find_latest_checkpoint(directory: str | Path | None) -> str | None:
     found = [(checkpoint_iteration(p), p) for p in Path(directory).iterdir()]
     found = [(i, p) for i, p in found if i is not None]
     return str(max(found)[1]) if found else None
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether oneDNN has native bfloat16 kernels on this CPU (AVX512-BF16 or AMX); without them bf16 autocast on
+    the CPU is emulated and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_amp(amp: bool, amp_dtype: str, device: torch.device | str) -> tuple[bool, str]:
+    """The (amp, dtype) a run on ``device`` uses. CUDA: as asked. CPU: bfloat16 autocast (float16 is switched to
+    bfloat16 with a warning: CPU float16 convolutions are slow and need a scaler); a warning when the CPU lacks
+    native bf16 kernels. Other devices: float32 with a warning."""
+    device = torch.device(device)
+    if not amp:
+        return False, amp_dtype
+    if device.type == "cuda":
+        return True, amp_dtype
+    if device.type == "cpu":
+        if amp_dtype != "bfloat16":
+            logger.warning("amp on CPU uses bfloat16 autocast; amp_dtype=%r is ignored.", amp_dtype)
+            amp_dtype = "bfloat16"
+        if not cpu_supports_bf16():
+            logger.warning(
+                "amp=True on a CPU without native bfloat16 kernels (AVX512-BF16 / AMX): autocast is emulated and "
+                "usually slower than float32; set amp=False."
+            )
+        return True, amp_dtype
+    logger.warning("amp=True is supported on CUDA and CPU; running in float32 on %s.", device)
+    return False, amp_dtype
 
 
 def dist_info() -> tuple[int, int]:
