@@ -44,7 +44,7 @@ def bench_alpha_wgan(args, machine: dict[str, Any]) -> dict[str, Any]:
 
     dev = args.device
     dims, size, bs = args.spatial_dims, args.image_size, args.batch_size
-    options = engine_options(args)
+    options = engine_options(args, penalty=True)
     notes = {}
     if dims == 3 and options["channels_last"]:
         # GanTrainer(channels_last=True) converts networks with torch.channels_last, which is 4-D only
@@ -61,7 +61,7 @@ def bench_alpha_wgan(args, machine: dict[str, Any]) -> dict[str, Any]:
                        generate=lambda: tr.generate(args.gen_batch), gen_batch=args.gen_batch)
     config = {"resolution": size, "spatial_dims": dims, "batch": bs, "variant": args.variant,
               "latent_size": args.latent_size, "base_channels": args.base_channels,
-              **engine_config(args, channels_last=options["channels_last"])}
+              **engine_config(args, channels_last=options["channels_last"], penalty=True)}
     shape = "^3" if dims == 3 else "^2"
     label = f"{args.variant}, {size}{shape}, batch {bs}" + engine_suffix(args, channels_last=options["channels_last"])
     return record_from(m, args, machine, family="alpha_wgan", name=f"alpha_wgan_{dims}d_{size}_b{bs}", label=label,

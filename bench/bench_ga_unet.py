@@ -92,7 +92,7 @@ def bench_config(size: int, bs: int, args, machine: dict[str, Any]) -> dict[str,
     objective = GAUNetObjective(noise_size=args.noise_size, num_classes=NUM_CLASSES, n_critic=args.n_critic,
                                 lambda_gp=LAMBDA_GP)
     tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, objective,
-                    ema={"generator": EMA_DECAY}, **engine_options(args))
+                    ema={"generator": EMA_DECAY}, **engine_options(args, penalty=True))
     gen_batch = args.gen_batch or bs
     # generation conditions: one reference image x_j and its class per sample (ReferenceSeedDataset's items)
     conditions = {"reference": (torch.rand(gen_batch, 1, size, size, generator=g) * 2 - 1).to(dev),
@@ -103,7 +103,7 @@ def bench_config(size: int, bs: int, args, machine: dict[str, Any]) -> dict[str,
               "base_channels": args.base_channels, "levels": args.levels, "layers_per_block": args.layers_per_block,
               "critic_channels": args.critic_channels, "growth_rate": args.growth_rate, "n_critic": args.n_critic,
               "noise_size": args.noise_size, "dropout": DROPOUT, "lambda_gp": LAMBDA_GP, "ema_decay": EMA_DECAY,
-              "loss": "wgan_gp", **engine_config(args)}
+              "loss": "wgan_gp", **engine_config(args, penalty=True)}
     label = (f"res-U-Net G (base {args.base_channels}, {args.levels} levels) + DenseNet critic ({args.critic_channels}, "
              f"growth {args.growth_rate}), {size}^2, batch {bs}, {args.n_critic} critic steps" + engine_suffix(args))
     return record_from(m, args, machine, family="ga_unet", name=f"ga_unet_{size}_b{bs}", label=label, config=config,

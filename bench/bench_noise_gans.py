@@ -57,12 +57,12 @@ def bench_dcgan_like(family: str, args, machine: dict[str, Any]) -> dict[str, An
     else:
         d, obj, d_steps = DCGANDiscriminator(2, 1, size, base, norm="layer"), WGANGPObjective(100, 2, n_critic=5), 5
     batch = {"image": torch.rand(bs, 1, size, size, device=dev) * 2 - 1}
-    tr = _trainer(g, d, obj, batch, args.warmup + args.repeats, dev, **engine_options(args))
+    tr = _trainer(g, d, obj, batch, args.warmup + args.repeats, dev, **engine_options(args, penalty=family == "wgan_gp"))
     m = measure_engine(tr, batch, device=dev, warmup=args.warmup, repeats=args.repeats,
                        generate=lambda: tr.generate(gen_batch), gen_batch=gen_batch)
     config = {"resolution": size, "spatial_dims": 2, "batch": bs, "in_channels": 1, "latent_size": 100,
               "base_channels": base, "d_steps": d_steps, "loss": "vanilla" if family == "dcgan" else "wgan_gp",
-              **engine_config(args)}
+              **engine_config(args, penalty=family == "wgan_gp")}
     label = f"{size}^2, batch {bs}" + (", 5 critic steps" if d_steps == 5 else "") + engine_suffix(args)
     return record_from(m, args, machine, family=family, name=f"{family}_{size}_b{bs}", label=label, config=config,
                        reference_key="dcgan_64_b16" if family == "dcgan" else None,

@@ -87,7 +87,7 @@ def run(args) -> list[dict[str, Any]]:
     obj = PGGANBoxObjective(args.latent_size, args.max_resolution, images_per_phase=args.batch_size,
                             batch_size=args.batch_size, mismatch_weight=args.mismatch_weight)
     batch = _batch(args.batch_size, args.max_resolution)
-    trainer = GanTrainer(dev, 1, [batch], nets, opts, obj, ema={"generator": 0.99}, **engine_options(args))
+    trainer = GanTrainer(dev, 1, [batch], nets, opts, obj, ema={"generator": 0.99}, **engine_options(args, penalty=True))
     conditions = _batch(args.gen_batch, args.max_resolution, seed=1)
     resolutions = args.resolutions or obj.schedule.resolutions
     unknown = [r for r in resolutions if r not in obj.schedule.resolutions]
@@ -121,7 +121,7 @@ def run(args) -> list[dict[str, Any]]:
                       "preset": "quick" if args.quick else args.preset,
                       "latent_size": args.latent_size, "fmap_base": args.fmap_base, "fmap_max": args.fmap_max,
                       "channels": g.channels[res], "loss": "wgan_gp", "n_critic": 1,
-                      "mismatch_weight": args.mismatch_weight, **engine_config(args)}
+                      "mismatch_weight": args.mismatch_weight, **engine_config(args, penalty=True)}
             label = f"{res}^2 {kind} phase, batch {state.batch_size}, {g.channels[res]} channels" + engine_suffix(args)
             records.append(record_from(
                 m, args, machine, family="pggan", name=f"pggan_{res}_{kind}_b{state.batch_size}", label=label,

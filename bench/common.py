@@ -271,15 +271,21 @@ def selected(args: argparse.Namespace, family: str) -> bool:
     return family in args.only_families
 
 
-def engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The GanTrainer keyword arguments the command line sets."""
-    return {"channels_last": bool(args.channels_last), "amp": bool(args.amp), "compile": bool(args.compile)}
+def _compile_setting(args: argparse.Namespace, penalty: bool) -> bool | list[str]:
+    # torch.compile cannot differentiate twice: with a gradient penalty only the generator is compiled
+    return ["generator"] if (args.compile and penalty) else bool(args.compile)
 
 
-def engine_config(args: argparse.Namespace, channels_last: bool | None = None) -> dict[str, Any]:
+def engine_options(args: argparse.Namespace, penalty: bool = False) -> dict[str, Any]:
+    """The GanTrainer keyword arguments the command line sets (``penalty``: the family's critic takes a gradient
+    penalty, so ``--compile`` compiles the generator only)."""
+    return {"channels_last": bool(args.channels_last), "amp": bool(args.amp), "compile": _compile_setting(args, penalty)}
+
+
+def engine_config(args: argparse.Namespace, channels_last: bool | None = None, penalty: bool = False) -> dict[str, Any]:
     """Engine settings recorded in each record's config."""
     cl = bool(args.channels_last) if channels_last is None else channels_last
-    return {"channels_last": cl, "amp": bool(args.amp), "compile": bool(args.compile),
+    return {"channels_last": cl, "amp": bool(args.amp), "compile": _compile_setting(args, penalty),
             "dtype": "bf16 autocast" if args.amp else "fp32"}
 
 

@@ -85,7 +85,10 @@ class GanTrainer(Trainer):
             each check is one host sync).
         channels_last: channels-last memory format (``torch.channels_last`` for 2D, ``channels_last_3d`` for 3D
             weights and inputs).
-        compile: wrap each network's forward in ``torch.compile``.
+        compile: ``torch.compile`` the networks' forwards: ``True`` for all, or the names of some (e.g.
+            ``["generator"]``). torch.compile cannot differentiate twice, so a critic that takes a gradient
+            penalty (WGAN-GP, PGGAN, alpha-WGAN-GP, GA-UNet) must stay uncompiled: the first such step raises an
+            error that says so.
         distributed: average gradients over ranks (default: when torch.distributed is initialised with >1 rank).
     """
 
@@ -106,7 +109,7 @@ class GanTrainer(Trainer):
         ema_start_iteration: int = 0,
         nonfinite_check_interval: int = 1,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: bool | Sequence[str] = False,
         distributed: bool | None = None,
     ) -> None:
         if not isinstance(objective, GanObjective):
@@ -152,7 +155,14 @@ class GanTrainer(Trainer):
         if self.channels_last:
             for net in list(self.networks.values()) + list(self.ema_networks.values()):
                 _to_channels_last_(net)
-        self._forward = {k: (torch.compile(m) if compile else m) for k, m in self.networks.items()}
+        if isinstance(compile, str):
+            compile = [compile]
+        compiled = list(self.networks) if compile is True else list(compile or [])
+        unknown_c = [k for k in compiled if k not in self.networks]
+        if unknown_c:
+            raise ValueError(f"compile names networks {unknown_c} that are not in networks {list(self.networks)}.")
+        self.compiled = frozenset(compiled)
+        self._forward = {k: (torch.compile(m) if k in self.compiled else m) for k, m in self.networks.items()}
         self._trainable: frozenset[str] | None = None
         self._finite: torch.Tensor | None = None
         self._last_phase_losses: dict[str, torch.Tensor] = {}
@@ -329,7 +339,7 @@ class GanTrainer(Trainer):
                 ctx = PhaseContext(nets=nets, batch=batch, iteration=it, repeat=r, outputs=outputs, device=self.state.device)
                 with self._autocast():
                     loss, terms = phase.loss(ctx)
-                (scaler.scale(loss) if scaler is not None else loss).backward()
+                self._backward(scaler.scale(loss) if scaler is not None else loss, phase.name)
                 if self.distributed:
                     self._all_reduce_grads(phase.networks)
                 for o in phase.optimizers:
@@ -349,6 +359,18 @@ class GanTrainer(Trainer):
         self._update_ema(it)
         outputs[GanKeys.LOSSES] = losses
         return outputs
+
+    def _backward(self, loss: torch.Tensor, phase: str) -> None:
+        try:
+            loss.backward()
+        except RuntimeError as e:
+            if self.compiled and "double backward" in str(e):
+                raise RuntimeError(
+                    f"phase {phase!r} of {type(self.objective).__name__} differentiates twice (a gradient penalty) "
+                    f"through a torch.compile'd network ({sorted(self.compiled)}), which torch.compile does not "
+                    "support. Compile only the networks without a penalty, e.g. compile=['generator']."
+                ) from e
+            raise
 
     @torch.no_grad()
     def _update_ema(self, iteration: int) -> None:

@@ -191,3 +191,17 @@ def test_channels_last_matches_default_layout(dims):
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-4, abs=1e-5)
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_named_networks_and_clear_error_for_gradient_penalty(tiny_image_loader):
+    """torch.compile cannot differentiate twice: compiling the critic of a gradient-penalty family must fail with
+    an error that says what to do; compiling the generator only trains."""
+    torch._dynamo.reset()
+    trainer = make_trainer(tiny_image_loader, compile=["generator"])
+    assert trainer.compiled == {"generator"}
+    trainer.run()
+    assert torch.isfinite(trainer.state.output["losses"]["g_loss"])
+    with pytest.raises(RuntimeError, match=r"compile=\['generator'\]"):
+        make_trainer(tiny_image_loader, compile=True).run()
+    with pytest.raises(ValueError, match="compile names networks"):
+        make_trainer(tiny_image_loader, compile=["critic"])
