@@ -55,6 +55,8 @@ def demo(args: argparse.Namespace) -> int:
     overrides.update({"output_dir": str(out), "dataset_dir": str(datalist)})
     if args.device:
         overrides["device"] = args.device
+    if args.amp:
+        overrides["amp"] = True  # training only: inference writes its samples in float32
     length = f"{overrides['max_iterations']} iterations" if "max_iterations" in overrides else "its short demo schedule"
     print(f"[2/3] training bundles/{args.bundle} for {length} (resumes if interrupted)...", flush=True)
     run_bundle(args.bundle, "train.json", overrides)
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num_samples", type=int, default=64)
     p.add_argument("--spatial_dims", type=int, default=2, choices=(2, 3))
     p.add_argument("--device", default=None)
+    p.add_argument("--amp", action="store_true",
+                   help="train with bf16 autocast (on by default on CUDA; on a CPU with AVX512-BF16/AMX about 2x faster convolutions)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args)

@@ -30,3 +30,18 @@ def test_default_demo_bundle_runs(tmp_path, capsys):
     assert main(["demo", "--output_dir", str(tmp_path), "--max_iterations", "2", "--num_samples", "2"]) == 0
     assert (tmp_path / DEFAULT_BUNDLE / "synthetic" / "manifest.json").is_file()
     assert "synthetic set" in capsys.readouterr().out
+
+
+def test_demo_amp_flag_reaches_training_only(tmp_path, monkeypatch):
+    """`demo --amp` trains with bf16 autocast (the bundle's `amp`); inference still writes float32 samples."""
+    import monai_gan_aug.bundles as bundles
+
+    calls = []
+    monkeypatch.setattr(bundles, "run_bundle", lambda name, config, overrides, **kw: calls.append((config, dict(overrides))))
+    assert main(["demo", "--bundle", "dcgan", "--output_dir", str(tmp_path), "--amp"]) == 0
+    (train_cfg, train), (inf_cfg, inf) = calls
+    assert (train_cfg, inf_cfg) == ("train.json", "inference.json")
+    assert train["amp"] is True and "amp" not in inf
+    calls.clear()
+    assert main(["demo", "--bundle", "dcgan", "--output_dir", str(tmp_path)]) == 0
+    assert "amp" not in calls[0][1]  # default: the bundle's own setting (CUDA only)
