@@ -160,6 +160,7 @@ class StepTarget:
         self.config: dict[str, Any] = {}
         self.machine: dict[str, Any] | None = None
         self.args: argparse.Namespace | None = None
+        self.gen_batch: int | None = None
 
     def one_step(self) -> Any:
         """One more training step outside the engine loop (as ``measure_engine`` counts FLOPs)."""
@@ -225,7 +226,7 @@ def _bench_args(module: Any, argv: Sequence[str]) -> tuple[argparse.Namespace, C
     return seen["parser"].parse_args(list(argv)), seen["run"]
 
 
-def build_step(family: str, config: str | None, bench_argv: Sequence[str]) -> StepTarget:
+def build_step(family: str, config: str | None, bench_argv: Sequence[str], generation: bool = False) -> StepTarget:
     """Build the trainer (or step function) that ``bench/bench_<script>.py`` times for ``family``, configured by
     ``bench_argv`` (that script's command line), and return it without running a step.
 
@@ -233,7 +234,8 @@ def build_step(family: str, config: str | None, bench_argv: Sequence[str]) -> St
     replaced: each configuration's trainer is caught where the benchmark would time it, and the first whose family
     matches and whose reference key or record name equals ``config`` (any, when ``None``) is returned, with the
     record's name, label, config and reference key and the machine facts ``setup_run`` measured. The other
-    configurations are built but not run."""
+    configurations are built but not run. With ``generation`` the target is the configuration's generation call
+    (the ``generate`` callable the benchmark times, at its generation batch) instead of its training step."""
     if family not in FAMILY_SCRIPTS:
         raise SystemExit(f"--family {family!r}: known families {sorted(FAMILY_SCRIPTS)}")
     module = importlib.import_module(f"bench.bench_{FAMILY_SCRIPTS[family]}")
@@ -242,12 +244,19 @@ def build_step(family: str, config: str | None, bench_argv: Sequence[str]) -> St
     seen_rows: list[str] = []
     machine: dict[str, Any] = {}
 
-    def fake_measure_engine(engine: Any, batch: Any, **_: Any) -> Measurement:
-        pending.append(StepTarget("engine", engine, batch))
+    def generation_target(generate: Callable[[], Any] | None, gen_batch: int | None) -> StepTarget:
+        target = StepTarget("calls", generate)
+        target.gen_batch = gen_batch
+        return target
+
+    def fake_measure_engine(engine: Any, batch: Any, generate: Callable[[], Any] | None = None,
+                            gen_batch: int | None = None, **_: Any) -> Measurement:
+        pending.append(generation_target(generate, gen_batch) if generation else StepTarget("engine", engine, batch))
         return Measurement(step_s_all=[float("nan")])
 
-    def fake_measure_calls(step: Callable[[], Any], **_: Any) -> Measurement:
-        pending.append(StepTarget("calls", step))
+    def fake_measure_calls(step: Callable[[], Any], generate: Callable[[], Any] | None = None,
+                           gen_batch: int | None = None, **_: Any) -> Measurement:
+        pending.append(generation_target(generate, gen_batch) if generation else StepTarget("calls", step))
         return Measurement(step_s_all=[float("nan")])
 
     def fake_record_from(*positional: Any, family: str, name: str, label: str, config: dict[str, Any],
@@ -278,6 +287,8 @@ def build_step(family: str, config: str | None, bench_argv: Sequence[str]) -> St
             run(args)
         except _Selected as selected:
             target = selected.target
+            if generation and target.obj is None:
+                raise SystemExit(f"{target.name} has no generation measurement (e.g. a PGGAN fade-in stage).")
             target.machine = dict(machine) if machine else machine_info(args.device)
             return target
     raise SystemExit(f"no configuration of {family!r} matches --config {config!r}; the benchmark built: "
@@ -549,7 +560,7 @@ def _default_out(args: argparse.Namespace) -> Path:
     parts = [host_tag(args.device)]
     if args.config:
         parts.append(re.sub(r"[^A-Za-z0-9._-]+", "-", args.config))
-    parts += [flag for flag in ("channels_last", "amp", "compile") if getattr(args, flag)]
+    parts += [flag for flag in ("channels_last", "amp", "compile", "generation") if getattr(args, flag)]
     if args.quick:
         parts.append("quick")
     return RESULTS / f"profile_{args.family}_{'-'.join(parts)}.json"
@@ -574,6 +585,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--quick", action="store_true", help="the benchmark's tiny smoke configuration")
     p.add_argument("--no_flops", action="store_true", help="skip the FlopCounterMode step")
+    p.add_argument("--generation", action="store_true", help="profile the benchmark's generation call (its "
+                   "generation batch) instead of a training step; 'steps' are then generation calls")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/profile_<family>_<tag>.json); the "
                    "markdown goes next to it (.md)")
     args, bench_extra = p.parse_known_args(argv)
@@ -593,12 +606,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     threads = torch.get_num_threads()
     try:
-        target = build_step(args.family, args.config, bench_argv)
+        target = build_step(args.family, args.config, bench_argv, generation=args.generation)
         settings = {"warmup": args.warmup, "steps": args.steps, "plain_steps": args.plain_steps,
                     "threads": torch.get_num_threads(), "device": args.device, "quick": args.quick,
                     "channels_last": args.channels_last, "amp": bool(target.args and target.args.amp),
                     "compile": args.compile, "bench_script": f"bench/bench_{FAMILY_SCRIPTS[args.family]}.py",
-                    "bench_argv": bench_argv, "step": target.kind}
+                    "bench_argv": bench_argv, "step": "generation" if args.generation else target.kind,
+                    "gen_batch": target.gen_batch}
         prof = profile_target(target, warmup=args.warmup, steps=args.steps, plain_steps=args.plain_steps,
                               device=args.device, count_flops=not args.no_flops)
     finally:
@@ -624,8 +638,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.write_text(json.dumps(result, indent=1, default=str))
     md = out.with_suffix(".md")
     md.write_text(markdown(result))
-    print(f"{result['family']} {result['name']}: {prof['step_s']:.4g} s/step profiled, "
-          f"{_f(prof['step_s_plain'], '.4g')} s without the profiler", flush=True)
+    unit = "s per generation call" if args.generation else "s/step"
+    print(f"{result['family']} {result['name']}: {prof['step_s']:.4g} {unit} profiled, "
+          f"{_f(prof['step_s_plain'], '.4g')} s without the profiler"
+          + (f" (batch {target.gen_batch}: {target.gen_batch / prof['step_s_plain']:.4g} img/s)"
+             if args.generation and target.gen_batch and prof.get('step_s_plain') else ""), flush=True)
     for c in prof["categories"]:
         if c["self_cpu_ms"]:
             print(f"  {c['category']:>24}: {_pct(c['share']):>6}  {_f(c['gflops'])} GFLOP/s", flush=True)

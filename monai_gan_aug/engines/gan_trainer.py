@@ -35,6 +35,7 @@ from torch.optim import Optimizer
 from monai_gan_aug.engines.utils import RandomStates, StateDictGroup, dist_info, resolve_amp
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
 from monai_gan_aug.utils.enums import GanKeys
+from monai_gan_aug.utils.misc import as_bool
 
 __all__ = ["GanTrainer", "NonFiniteLossError"]
 
@@ -119,6 +120,7 @@ class GanTrainer(Trainer):
         device = torch.device(device)
         if amp_dtype not in ("bfloat16", "float16"):
             raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {amp_dtype!r}.")
+        amp, channels_last = as_bool(amp, "amp"), as_bool(channels_last, "channels_last")
         amp, amp_dtype = resolve_amp(amp, amp_dtype, device)
         if max_iterations is not None and max_iterations < 1:
             raise ValueError(f"max_iterations must be >= 1, got {max_iterations}.")
@@ -156,7 +158,10 @@ class GanTrainer(Trainer):
             for net in list(self.networks.values()) + list(self.ema_networks.values()):
                 _to_channels_last_(net)
         if isinstance(compile, str):
-            compile = [compile]
+            try:
+                compile = as_bool(compile, "compile")
+            except ValueError:
+                compile = [compile]  # one network's name
         compiled = list(self.networks) if compile is True else list(compile or [])
         unknown_c = [k for k in compiled if k not in self.networks]
         if unknown_c:

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from monai_gan_aug.engines.utils import resolve_amp
 from monai_gan_aug.losses.objectives.base import GanObjective
+from monai_gan_aug.utils.misc import as_bool
 
 __all__ = ["SeedDataset", "GanGenerationEvaluator", "load_generator_weights"]
 
@@ -89,7 +90,7 @@ class GanGenerationEvaluator(Evaluator):
         amp: bool = False,
         extra_networks: Mapping[str, torch.nn.Module] | None = None,
     ) -> None:
-        amp, _ = resolve_amp(amp, "bfloat16", device)
+        amp, _ = resolve_amp(as_bool(amp, "amp"), "bfloat16", device)
         super().__init__(device=torch.device(device), val_data_loader=data_loader, val_handlers=handlers, amp=amp, decollate=False)
         self.network = network.to(self.state.device)
         self.objective = objective

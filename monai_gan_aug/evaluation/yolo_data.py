@@ -40,6 +40,7 @@ from monai.transforms import LoadImage
 
 from monai_gan_aug.data.errors import DatalistError
 from monai_gan_aug.transforms.boxes.array import as_box_array, boxes_to_yolo_lines
+from monai_gan_aug.utils.misc import as_bool
 
 __all__ = [
     "BoxContrastFilter",
@@ -472,7 +473,7 @@ def export_yolo_dataset(
         if old.get("config") == config and (root / "data.yaml").is_file() and (root / TEST_ITEMS).is_file():
             return YoloExport(root, root / "data.yaml", old["counts"], json.loads((root / TEST_ITEMS).read_text()), old)
     if root.exists() and any(root.iterdir()):
-        if not (overwrite or info_path.is_file()):
+        if not (as_bool(overwrite, "overwrite") or info_path.is_file()):
             raise FileExistsError(
                 f"{root} already holds files that are not a YOLO export of monai_gan_aug; pass another out_dir or "
                 "overwrite=True."

@@ -12,6 +12,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 
 from monai_gan_aug.engines.utils import CHECKPOINT_PREFIX, checkpoint_iteration, dist_info, find_latest_checkpoint
+from monai_gan_aug.utils.misc import as_bool
 
 __all__ = ["GanCheckpointHandler"]
 
@@ -51,7 +52,7 @@ class GanCheckpointHandler:
         self.save_dir = Path(save_dir)
         self.save_interval = int(save_interval)
         self.n_saved = n_saved
-        self.resume = bool(resume)
+        self.resume = as_bool(resume, "resume")
         self.objects = objects
         self.load_path = Path(load_path) if load_path else None
         self.rank = dist_info()[0]

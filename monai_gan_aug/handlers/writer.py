@@ -17,6 +17,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_gan_aug.utils.enums import GanKeys
+from monai_gan_aug.utils.misc import as_bool
 
 __all__ = ["SyntheticWriter", "file_sha256", "config_hash", "reference_affine"]
 
@@ -109,6 +110,7 @@ class SyntheticWriter:
         if bad or not formats:
             raise ValueError(f"formats must be a non-empty subset of ('nifti', 'png'), got {list(formats)}.")
         self.output_dir = Path(output_dir)
+        overwrite = as_bool(overwrite, "overwrite")
         if self.output_dir.exists() and any(self.output_dir.iterdir()) and not overwrite:
             raise FileExistsError(
                 f"output folder {self.output_dir} already holds files; nothing was written. Pass another "

@@ -4,5 +4,6 @@
 from __future__ import annotations
 
 from .enums import GanKeys, Provenance
+from .misc import as_bool
 
-__all__ = ["GanKeys", "Provenance"]
+__all__ = ["GanKeys", "Provenance", "as_bool"]

@@ -188,3 +188,26 @@ def test_3d_volumes(bundle, tmp_path_factory, tmp_path):
     ref = nib.load(json.loads(Path(demo3).read_text())["training"][0]["image"].join([str(Path(demo3).parent) + "/", ""]))
     # spacing of the training volume, scaled by the size ratio
     assert np.allclose(np.abs(np.diag(vol.affine)[:3]), np.abs(np.diag(ref.affine)[:3]) * ref.shape[0] / 16, rtol=1e-3)
+
+
+def test_command_line_false_strings_mean_false(demo_dir, tmp_path):
+    """`python -m monai.bundle run ... --amp false` passes the string 'false' (truthy in Python): the flags must
+    still read it as False, and `--overwrite false` must not overwrite a synthetic set."""
+    out = tmp_path / "run"
+    wf = run_config("dcgan", "train.json", {**TINY, "dataset_dir": demo_dir, "output_dir": str(out), "max_iterations": 1,
+                                            "amp": "false", "fused_optimizer": "false", "resume": "true"})
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.amp is False
+    assert all(o.defaults["fused"] is False for o in trainer.optimizers.values())
+    inf = {"dataset_dir": demo_dir, "output_dir": str(out), "num_samples": 2, "batch_size": 2,
+           **{k: TINY[k] for k in ("image_size", "base_channels", "latent_size")}}
+    run_config("dcgan", "inference.json", inf, workflow_type="infer")
+    syn = out / "synthetic"
+    before = {p.name: p.stat().st_mtime_ns for p in syn.rglob("*") if p.is_file()}
+    with pytest.raises(Exception) as err:
+        run_config("dcgan", "inference.json", {**inf, "overwrite": "false"}, workflow_type="infer")
+    assert "overwrite" in chain_text(err.value)
+    assert before == {p.name: p.stat().st_mtime_ns for p in syn.rglob("*") if p.is_file()}
+    with pytest.raises(Exception) as err:
+        run_config("dcgan", "train.json", {**TINY, "dataset_dir": demo_dir, "output_dir": str(out), "amp": "maybe"})
+    assert "amp must be true or false, got 'maybe'" in chain_text(err.value)
