@@ -104,3 +104,21 @@ def test_unknown_config_is_refused():
     assert {"dcgan", "pix2pix", "cyclegan", "fastgan", "pggan", "alpha_wgan"} <= set(FAMILY_SCRIPTS)
     with pytest.raises(SystemExit):
         main(["--family", "dcgan", "--config", "pix2pix_256_b1", "--quick", "--device", "cpu"])
+
+
+def test_generation_profile(tmp_path):
+    """``--generation`` profiles the benchmark's generation call: forward convolutions only, no backward, no
+    optimizer, and the generation batch is recorded."""
+    threads = torch.get_num_threads()
+    out = tmp_path / "profile_dcgan_generation.json"
+    try:
+        result = main(["--family", "dcgan", "--quick", "--device", "cpu", "--threads", "1", "--steps", "2",
+                       "--generation", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert result["settings"]["step"] == "generation" and result["settings"]["gen_batch"] == 8
+    cats = {c["category"]: c for c in result["profile"]["categories"]}
+    assert cats["convolution fwd"]["self_cpu_ms"] > 0
+    assert cats["convolution bwd"]["self_cpu_ms"] == 0 and cats["optimizer"]["self_cpu_ms"] == 0
+    assert result["profile"]["gflop_per_step"] > 0
+    assert json.loads(out.read_text())["settings"]["step"] == "generation"
