@@ -288,7 +288,7 @@ def build_step(family: str, config: str | None, bench_argv: Sequence[str], gener
         except _Selected as selected:
             target = selected.target
             if generation and target.obj is None:
-                raise SystemExit(f"{target.name} has no generation measurement (e.g. a PGGAN fade-in stage).")
+                raise SystemExit(f"{target.name} has no generation measurement (e.g. a PGGAN fade-in stage).") from None
             target.machine = dict(machine) if machine else machine_info(args.device)
             return target
     raise SystemExit(f"no configuration of {family!r} matches --config {config!r}; the benchmark built: "
