@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 class SampleGridSaver:
     """Every ``interval`` iterations, ``engine.generate`` from the same seeds (and, for conditional families, the
-    same conditions taken from the first training batch) and saves ``samples_<iteration>.png``.
+    same conditions: the first ``num_samples`` training items seen, gathered over the first iterations so that a
+    batch-1 family such as CycleGAN shows different sources; they are reused cyclically only when fewer items were
+    seen before the first grid) and saves ``samples_<iteration>.png``.
 
     3D samples are shown as their middle slice along the last axis; boxes, when the objective returns them, are
     drawn in red. Only rank 0 writes.
@@ -55,9 +57,13 @@ class SampleGridSaver:
         self.nrow = nrow
         self.use_ema = use_ema
         self._cond_batch: Mapping[str, Any] | None = None
+        self._seen: list[Mapping[str, Any]] = []
+        self._seen_count = 0
+        self._collected_at: int | None = None
         self.last_path: Path | None = None
 
     def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self)
         engine.add_event_handler(Events.COMPLETED, self._final)
 
@@ -65,24 +71,59 @@ class SampleGridSaver:
         if engine.state.iteration % self.interval:
             self(engine)
 
+    @staticmethod
+    def _batch_size(batch: Mapping[str, Any]) -> int | None:
+        for v in batch.values():
+            if isinstance(v, torch.Tensor) and v.ndim > 0:
+                return int(v.shape[0])
+        return None
+
+    def _collect(self, engine: Engine) -> None:
+        """Keep the items of the first training batches until ``num_samples`` are held (or the first grid froze
+        the conditions)."""
+        if self._cond_batch is not None or self._seen_count >= self.num_samples:
+            return
+        if self._collected_at is not None and self._collected_at == engine.state.iteration:
+            return  # this iteration's batch is already held
+        self._collected_at = engine.state.iteration
+        batch = engine.state.batch
+        if not isinstance(batch, Mapping) or (n := self._batch_size(batch)) is None:
+            return
+        keep = min(n, self.num_samples - self._seen_count)
+        part: dict[str, Any] = {}
+        for k, v in batch.items():
+            if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == n:
+                part[k] = v[:keep].detach().clone()
+            elif isinstance(v, Sequence) and not isinstance(v, str) and len(v) == n:
+                part[k] = list(v[:keep])
+        self._seen.append(part)
+        self._seen_count += keep
+
+    def _repeat(self, parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The parts' items joined and repeated cyclically to ``num_samples``; raises RuntimeError when a tensor's
+        item shape differs between parts."""
+        keys = [k for k in parts[0] if all(k in part for part in parts)]
+        out: dict[str, Any] = {}
+        for k in keys:
+            vals = [part[k] for part in parts]
+            if isinstance(vals[0], torch.Tensor):
+                joined = torch.cat(vals)
+                out[k] = torch.cat([joined] * -(-self.num_samples // joined.shape[0]))[: self.num_samples]
+            else:
+                items = [x for v in vals for x in v]
+                out[k] = (items * -(-self.num_samples // len(items)))[: self.num_samples]
+        return out
+
     def _condition_batch(self, engine: Engine) -> Mapping[str, Any] | None:
-        if self._cond_batch is None and engine.state.batch is not None and isinstance(engine.state.batch, Mapping):
-            batch = engine.state.batch
-            n = None
-            for v in batch.values():
-                if isinstance(v, torch.Tensor) and v.ndim > 0:
-                    n = v.shape[0]
-                    break
-            if n is None:
+        if self._cond_batch is None:
+            self._collect(engine)  # a grid before any completed iteration (e.g. called directly)
+            if not self._seen:
                 return None
-            reps = -(-self.num_samples // n)
-            out = {}
-            for k, v in batch.items():
-                if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == n:
-                    out[k] = torch.cat([v] * reps)[: self.num_samples].detach().clone()
-                elif isinstance(v, Sequence) and not isinstance(v, str) and len(v) == n:
-                    out[k] = (list(v) * reps)[: self.num_samples]
-            self._cond_batch = out
+            try:
+                self._cond_batch = self._repeat(self._seen)
+            except RuntimeError:  # e.g. padded box tensors of different sizes across batches: the first batch only
+                self._cond_batch = self._repeat(self._seen[:1])
+            self._seen = []
         return self._cond_batch
 
     def __call__(self, engine: Engine) -> None:
