@@ -82,8 +82,9 @@ class GanTrainer(Trainer):
             The decay ramps up as ``min(decay, (1 + it) / (10 + it))`` so short runs are not dominated by the
             initial weights.
         ema_start_iteration: before this iteration the EMA copy just tracks the weights.
-        nonfinite_check_interval: check accumulated losses for NaN/inf every N iterations (1 = every iteration;
-            each check is one host sync).
+        nonfinite_check_interval: check accumulated losses for NaN/inf every N iterations (default 10; each check
+            is one host sync, so 1 stalls a GPU every iteration). The check also runs before every checkpoint and
+            at the end, so no regular checkpoint ever holds non-finite weights.
         channels_last: channels-last memory format (``torch.channels_last`` for 2D, ``channels_last_3d`` for 3D
             weights and inputs).
         compile: ``torch.compile`` the networks' forwards: ``True`` for all, or the names of some (e.g.
@@ -108,7 +109,7 @@ class GanTrainer(Trainer):
         amp_dtype: str = "bfloat16",
         ema: Mapping[str, float] | None = None,
         ema_start_iteration: int = 0,
-        nonfinite_check_interval: int = 1,
+        nonfinite_check_interval: int = 10,
         channels_last: bool = False,
         compile: bool | Sequence[str] = False,
         distributed: bool | None = None,

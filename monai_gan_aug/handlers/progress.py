@@ -18,10 +18,11 @@ logger = logging.getLogger(__name__)
 
 
 class GanProgressBar:
-    """tqdm progress bar (ignite's :class:`~ignite.handlers.ProgressBar`) over all iterations of a run, showing
-    the losses every ``every`` iterations (each update moves the losses to the host once). Rank 0 only."""
+    """tqdm progress bar over all iterations of a run. The bar moves every iteration (host-side only); the losses
+    it shows are refreshed every ``every`` iterations, since reading them moves them to the host (one device sync:
+    on a GPU a sync per iteration stalls the queue of kernels). Rank 0 only."""
 
-    def __init__(self, every: int = 1, desc: str = "train", show_losses: bool = True) -> None:
+    def __init__(self, every: int = 10, desc: str = "train", show_losses: bool = True) -> None:
         self.every, self.desc, self.show_losses = max(1, int(every)), desc, show_losses
 
     def attach(self, engine: Engine) -> None:
@@ -47,7 +48,8 @@ class GanProgressBar:
                 return
             bar.update(e.state.iteration - state["last"])
             state["last"] = e.state.iteration
-            if self.show_losses:
+            if self.show_losses and (e.state.iteration % self.every == 0 or "shown" not in state):
+                state["shown"] = True
                 losses = losses_from_output(e.state.output)
                 main = {k: v for k, v in losses.items() if k.endswith("_loss")}
                 bar.set_postfix({k: f"{v:.3g}" for k, v in main.items()}, refresh=False)
@@ -58,7 +60,7 @@ class GanProgressBar:
                 bar.close()
 
         engine.add_event_handler(Events.STARTED, _start)
-        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), _step)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, _step)
         engine.add_event_handler(Events.COMPLETED, _close)
         engine.add_event_handler(Events.TERMINATE, _close)
         # no EXCEPTION_RAISED handler: ignite stops re-raising an exception once that event has any handler, so a

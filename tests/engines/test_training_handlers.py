@@ -1,5 +1,6 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""SampleGridSaver: fixed seeds and fixed conditions gathered from the first training items (not one batch tiled)."""
+"""Training handlers: SampleGridSaver (fixed seeds, conditions gathered from the first training items, not one
+batch tiled) and GanProgressBar (losses read only on its interval)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,18 @@ def test_interval_one_uses_what_it_has(tmp_path):
     SampleGridSaver(tmp_path, interval=1, num_samples=3).attach(engine)
     engine.run(_loader(4, 2), max_epochs=1)
     assert engine.calls[0]["batch"]["name"] == ["item0", "item1", "item0"]  # the first batch, cycled; no double count
+
+
+def test_progress_bar_reads_losses_only_on_its_interval(monkeypatch):
+    """The bar moves every iteration; the losses (a device sync each) are read on the first iteration and then
+    every ``every`` iterations only."""
+    import monai_gan_aug.handlers.progress as progress
+    from monai_gan_aug.handlers import GanProgressBar
+
+    reads = []
+    real = progress.losses_from_output
+    monkeypatch.setattr(progress, "losses_from_output", lambda out: reads.append(1) or real(out))
+    engine = Engine(lambda e, b: {"losses": {"g_loss": torch.tensor(float(e.state.iteration))}})
+    GanProgressBar(every=10).attach(engine)
+    engine.run(range(25), max_epochs=1)
+    assert len(reads) == 3  # iterations 1, 10 and 20
