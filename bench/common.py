@@ -39,6 +39,8 @@ __all__ = [
     "bench_parser",
     "compare_config",
     "compute_ratios",
+    "gpu_bf16_peak_gflops",
+    "utilisation",
     "count_gflop",
     "engine_config",
     "engine_options",
@@ -65,7 +67,7 @@ SCHEMA_VERSION = 1
 RECORD_KEYS = (
     "schema_version", "family", "name", "label", "quick", "config", "machine", "step_s", "step_s_all",
     "gflop_per_step", "achieved_gflops", "gen_images_per_s", "gen_batch", "gen_s_all", "peak_memory", "reference",
-    "ratios", "extra", "created",
+    "ratios", "utilisation", "extra", "created",
 )
 # a benchmark's GFLOP per step must lie within this factor of the reference's for the two to count as the same work
 FLOP_TOLERANCE = 2.0
@@ -76,6 +78,42 @@ def sync(device: torch.device | str) -> None:
     """Wait for queued device work (CUDA); a no-op on CPU."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+#: Dense bf16 tensor-core peaks (GFLOP/s) from NVIDIA's datasheets, matched against ``torch.cuda.get_device_name()``
+#: in this order (the first substring that matches wins).
+GPU_BF16_PEAK_GFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756_000.0),
+    ("H100 NVL", 835_000.0),
+    ("H200 NVL", 835_000.0),
+    ("H100", 989_400.0),  # SXM5 ("NVIDIA H100 80GB HBM3")
+    ("H200", 989_400.0),
+    ("A100", 312_000.0),
+)
+
+
+def gpu_bf16_peak_gflops(gpu_name: str | None) -> float | None:
+    """The datasheet dense bf16 peak of a GPU by its name, ``None`` when unknown."""
+    if not gpu_name:
+        return None
+    for key, peak in GPU_BF16_PEAK_GFLOPS:
+        if key.lower() in gpu_name.lower():
+            return peak
+    return None
+
+
+def utilisation(achieved_gflops: float | None, machine: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """What fraction of the hardware a step uses: of this run's fp32 matmul yardstick, of its bf16 matmul
+    yardstick (runs with ``--amp``) and, on a known GPU with bf16 autocast, of the datasheet bf16 peak."""
+    def frac(den: Any) -> float | None:
+        return achieved_gflops / den if achieved_gflops and den else None
+
+    out = {"of_fp32_matmul": frac(machine.get("matmul_gflops")),
+           "of_bf16_matmul": frac(machine.get("matmul_bf16_gflops")) if config.get("amp") else None,
+           "of_gpu_bf16_peak": None, "gpu_bf16_peak_gflops": machine.get("gpu_bf16_peak_gflops")}
+    if config.get("amp") and out["gpu_bf16_peak_gflops"]:
+        out["of_gpu_bf16_peak"] = frac(out["gpu_bf16_peak_gflops"])
+    return out
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
@@ -186,6 +224,7 @@ def machine_info(device: str = "cpu", matmul: float | None = None) -> dict[str, 
     }
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
+        info["gpu_bf16_peak_gflops"] = gpu_bf16_peak_gflops(info["gpu"])
     else:
         info["cpu_native_bf16"] = cpu_supports_bf16()
     return info
@@ -414,6 +453,7 @@ def make_record(
         "reference": ref,
         "ratios": compute_ratios(step_s, gflop_per_step, gen_images_per_s, ref, machine.get("matmul_gflops"), config,
                                  gen_batch),
+        "utilisation": utilisation(gflop_per_step / step_s if gflop_per_step else None, machine, config),
         "extra": dict(extra or {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -71,12 +71,17 @@ def _met(flag: bool | None, comparable: bool | None) -> str:
     return "-" if flag is None else ("yes" if flag else "no")
 
 
+def _share(util: Mapping[str, Any]) -> str:
+    parts = [f"{100 * util[k]:.0f} %" if util.get(k) else "-" for k in ("of_bf16_matmul", "of_gpu_bf16_peak")]
+    return " / ".join(parts)
+
+
 def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
     """The summary table: one row per record, the reference's figures next to ours."""
     head = ["family", "config", "step s", "ref step s", "GFLOP/step", "ref GFLOP", "achieved GFLOP/s",
             "step ratio at equal FLOPs (target <= 0.8)", "gen img/s", "ref gen img/s", "gen ratio (target >= 1.25)",
-            "peak memory", "matmul GFLOP/s", "met?"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 11 + ["---"]) + "|"]
+            "peak memory", "matmul GFLOP/s", "share of bf16 matmul / GPU bf16 peak", "met?"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 12 + ["---"]) + "|"]
     for r in records:
         ref, ratios = r.get("reference") or {}, r.get("ratios") or {}
         mem = r.get("peak_memory") or {}
@@ -95,7 +100,8 @@ def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
             r.get("family", ""), config.replace("|", "/"), _fmt(r.get("step_s"), ".4g"), _fmt(ref.get("step_s")),
             _fmt(r.get("gflop_per_step"), ".4g"), _fmt(ref.get("gflop"), ".4g"), _fmt(r.get("achieved_gflops")),
             _fmt(ratios.get("step_ratio_equal_flops")), gen, _fmt(ref.get("gen_img_s")), _fmt(ratios.get("gen_ratio")),
-            f"{_fmt(mem.get('mb'), '.0f')} MB {kind}", _fmt((r.get("machine") or {}).get("matmul_gflops"), ".0f"), met,
+            f"{_fmt(mem.get('mb'), '.0f')} MB {kind}", _fmt((r.get("machine") or {}).get("matmul_gflops"), ".0f"),
+            _share(r.get("utilisation") or {}), met,
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

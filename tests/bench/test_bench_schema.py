@@ -126,7 +126,7 @@ def test_run_all_selection_matches_scripts():
 def test_summary_table(quick_dcgan):
     table = markdown_table(quick_dcgan[0])
     lines = table.splitlines()
-    assert len(lines) == 3 and lines[0].count("|") == lines[2].count("|") == 15
+    assert len(lines) == 3 and lines[0].count("|") == lines[2].count("|") == 16
     assert "dcgan" in lines[2] and "n/c" in lines[2] and "598" in lines[2]
 
 
@@ -137,3 +137,27 @@ def test_write_result_keeps_other_layouts(tmp_path):
         write_result("pix2pix", [], tmp_path, "vm")
     assert json.loads(legacy.read_text()) == {"machine": {}, "results": {}}
     assert json.loads(write_result("pix2pix", [], tmp_path, "new").read_text()) == []
+
+
+def test_utilisation_against_yardsticks_and_gpu_peak():
+    from bench.common import gpu_bf16_peak_gflops, utilisation
+
+    assert gpu_bf16_peak_gflops("NVIDIA H100 80GB HBM3") == 989_400.0
+    assert gpu_bf16_peak_gflops("NVIDIA H100 PCIe") == 756_000.0
+    assert gpu_bf16_peak_gflops("NVIDIA H200") == 989_400.0
+    assert gpu_bf16_peak_gflops("Some CPU") is None and gpu_bf16_peak_gflops(None) is None
+    gpu = {"matmul_gflops": 50_000.0, "matmul_bf16_gflops": 600_000.0, "gpu_bf16_peak_gflops": 989_400.0}
+    u = utilisation(296_820.0, gpu, {"amp": True})
+    assert u["of_gpu_bf16_peak"] == pytest.approx(0.3) and u["of_bf16_matmul"] == pytest.approx(0.4947)
+    fp32 = utilisation(296_820.0, gpu, {"amp": False})  # bf16 shares only for bf16 runs
+    assert fp32["of_gpu_bf16_peak"] is None and fp32["of_bf16_matmul"] is None
+    assert fp32["of_fp32_matmul"] == pytest.approx(5.9364)
+    assert utilisation(None, gpu, {"amp": True})["of_gpu_bf16_peak"] is None
+
+
+def test_summary_shows_bf16_share():
+    rec = {"family": "dcgan", "label": "x", "step_s": 1.0, "gflop_per_step": 10.0, "achieved_gflops": 10.0,
+           "peak_memory": {"mb": 1, "kind": "rss"}, "machine": {"matmul_gflops": 100.0},
+           "utilisation": {"of_bf16_matmul": 0.25, "of_gpu_bf16_peak": 0.125}}
+    row = markdown_table([rec]).splitlines()[2]
+    assert "25 % / 12 %" in row or "25 % / 13 %" in row
