@@ -150,3 +150,39 @@ def test_errors():
         AlphaWGANObjective(n_critic=0)
     with pytest.raises(ValueError, match="lambda"):
         AlphaWGANObjective(lambda_gp=-1)
+
+
+@pytest.mark.parametrize("variant", ["improved", "original"])
+def test_generator_running_stats_follow_the_prior_path_only(tiny_image_loader, variant):
+    """G's batch-norm running statistics (what eval() generation uses) must come from prior samples only: decoding
+    the encoder's codes, far from the prior early in training, once made every eval-mode sample saturate to -1."""
+    trainer = _trainer(tiny_image_loader, variant)
+    g, e = trainer.networks["generator"], trainer.networks["encoder"]
+    bn = next(m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    codes, calls = set(), []
+    e.register_forward_hook(lambda m, i, out: codes.add(out.data_ptr()))
+    g.register_forward_pre_hook(lambda m, args: calls.append((args[0].data_ptr() in codes, bn.momentum)))
+    trainer.run()
+    assert {rec for rec, _ in calls} == {True, False}  # both paths ran
+    assert all(m == 0.0 for rec, m in calls if rec)  # reconstructions: batch statistics, no running update
+    assert all(m == 0.1 for rec, m in calls if not rec)  # prior samples: the usual update
+    assert bn.momentum == 0.1
+
+
+def test_frozen_running_stats():
+    from monai_gan_aug.networks.blocks.norm import frozen_running_stats
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6)).train()
+    bn = net[1]
+    x = 5 * torch.randn(16, 4) + 3
+    mean, var, n = bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked)
+    with frozen_running_stats(net):
+        y = net(x)
+    torch.testing.assert_close(bn.running_mean, mean)
+    torch.testing.assert_close(bn.running_var, var)
+    assert int(bn.num_batches_tracked) == n and bn.momentum == 0.1
+    # the block still normalised with the batch's own statistics
+    torch.testing.assert_close(y.mean(0), torch.zeros(6), atol=1e-5, rtol=0)
+    net(x)
+    assert not torch.allclose(bn.running_mean, mean)  # outside the block the statistics update again

@@ -43,6 +43,7 @@ from monai_gan_aug.losses.objectives.base import (
     Phase,
     PhaseContext,
 )
+from monai_gan_aug.networks.blocks.norm import frozen_running_stats
 from monai_gan_aug.networks.nets.alpha_wgan import ALPHA_WGAN_VARIANTS
 from monai_gan_aug.utils.enums import GanKeys
 
@@ -144,7 +145,8 @@ class AlphaWGANObjective(NoiseToImageObjective):
         terms = {"code_adv": adv.detach()}
         loss = adv
         if self.encoder_reconstruction:
-            x_rec = ctx.nets["generator"](z_r)
+            with frozen_running_stats(ctx.nets["generator"]):
+                x_rec = ctx.nets["generator"](z_r)
             l1 = F.l1_loss(x_rec.float(), reals.float())
             d_rec = self._mean(ctx.nets["discriminator"](x_rec))
             loss = loss - d_rec + self.lambda_rec * l1
@@ -157,7 +159,8 @@ class AlphaWGANObjective(NoiseToImageObjective):
         g = ctx.nets["generator"]
         with torch.no_grad():
             z_rec = ctx.nets["encoder"](reals)
-            x_rec = g(z_rec)
+            with frozen_running_stats(g):  # G's running statistics follow the prior path only (what eval() sees)
+                x_rec = g(z_rec)
             x_g = g(self.sample_latents(reals.shape[0], ctx.device))
         ctx.batch[_Z_REC] = z_rec
         d = ctx.nets["discriminator"]
@@ -175,7 +178,8 @@ class AlphaWGANObjective(NoiseToImageObjective):
                 z_rec = ctx.nets["encoder"](reals)
         g, d = ctx.nets["generator"], ctx.nets["discriminator"]
         x_g = g(self.sample_latents(reals.shape[0], ctx.device))
-        x_rec = g(z_rec.detach())
+        with frozen_running_stats(g):
+            x_rec = g(z_rec.detach())
         l1 = F.l1_loss(x_rec.float(), reals.float())
         loss = -self._mean(d(x_g)) - self._mean(d(x_rec)) + self.lambda_rec * l1
         ctx.outputs[GanKeys.FAKES] = x_g.detach()

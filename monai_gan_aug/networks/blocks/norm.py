@@ -3,10 +3,38 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import torch
 from monai.networks.layers import Norm
 from torch import nn
 
-__all__ = ["make_norm", "dcgan_init_"]
+__all__ = ["make_norm", "dcgan_init_", "frozen_running_stats"]
+
+
+@contextlib.contextmanager
+def frozen_running_stats(module: nn.Module) -> Iterator[nn.Module]:
+    """Batch-norm layers of ``module`` keep normalising with batch statistics (in training mode) but do not update
+    their running statistics inside the block.
+
+    For passes whose inputs are not what the network sees at inference: e.g. an alpha-GAN generator decoding the
+    encoder's codes, which early in training are far from the prior (std ~5 vs 1), would otherwise pull the running
+    variance used by ``eval()`` generation off the prior's and saturate every generated image.
+    """
+    saved: list[tuple[nn.modules.batchnorm._BatchNorm, float | None, torch.Tensor | None]] = []
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            tracked = m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None
+            saved.append((m, m.momentum, tracked))
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield module
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 def make_norm(norm: str | None, spatial_dims: int, channels: int) -> nn.Module:
