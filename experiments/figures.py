@@ -7,6 +7,9 @@ rows = tissue map given to the generator | generated slice | real slice, through
 
 ``python experiments/figures.py real-dice RUN_DIR OUT.json``: the honours-mask numbers of the *real* validation
 slices under the same reference segmenter (``RUN_DIR/eval/segmenter.pt``), the ceiling of the synthetic figures.
+
+``python experiments/figures.py side-by-side OUT.png A.png B.png ...``: sample grids next to each other (a white gap
+between), e.g. the same iteration of several variants.
 """
 
 from __future__ import annotations
@@ -74,7 +77,28 @@ def real_slices_dice(run_dir: str, out: str, image_size: int = 64) -> dict:
     return result
 
 
+def side_by_side(out: str, images: list[str], gap: int = 8) -> Path:
+    """PNG files placed left to right on white, top-aligned."""
+    if not images:
+        raise SystemExit("side-by-side: give at least one image.")
+    tiles = [Image.open(p).convert("RGB") for p in images]
+    width = sum(t.width for t in tiles) + gap * (len(tiles) - 1)
+    canvas = Image.new("RGB", (width, max(t.height for t in tiles)), "white")
+    x = 0
+    for t in tiles:
+        canvas.paste(t, (x, 0))
+        x += t.width + gap
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["side-by-side"]:
+        print(side_by_side(argv[1], argv[2:]))
+        return 0
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("kind", choices=["pix2pix", "real-dice"])
     p.add_argument("run_dir")
