@@ -108,12 +108,10 @@ def utilisation(achieved_gflops: float | None, machine: Mapping[str, Any], confi
     def frac(den: Any) -> float | None:
         return achieved_gflops / den if achieved_gflops and den else None
 
-    out = {"of_fp32_matmul": frac(machine.get("matmul_gflops")),
-           "of_bf16_matmul": frac(machine.get("matmul_bf16_gflops")) if config.get("amp") else None,
-           "of_gpu_bf16_peak": None, "gpu_bf16_peak_gflops": machine.get("gpu_bf16_peak_gflops")}
-    if config.get("amp") and out["gpu_bf16_peak_gflops"]:
-        out["of_gpu_bf16_peak"] = frac(out["gpu_bf16_peak_gflops"])
-    return out
+    bf16 = bool(config.get("amp"))
+    return {"of_fp32_matmul": frac(machine.get("matmul_gflops")),
+            "of_bf16_matmul": frac(machine.get("matmul_bf16_gflops")) if bf16 else None,
+            "of_gpu_bf16_peak": frac(machine.get("gpu_bf16_peak_gflops")) if bf16 else None}
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
@@ -433,6 +431,7 @@ def make_record(
     if not step_s_all:
         raise ValueError("step_s_all is empty: time at least one step.")
     step_s = statistics.median(step_s_all)
+    achieved = gflop_per_step / step_s if gflop_per_step else None
     ref = reference(reference_key)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -445,7 +444,7 @@ def make_record(
         "step_s": step_s,
         "step_s_all": list(step_s_all),
         "gflop_per_step": gflop_per_step,
-        "achieved_gflops": gflop_per_step / step_s if gflop_per_step else None,
+        "achieved_gflops": achieved,
         "gen_images_per_s": gen_images_per_s,
         "gen_batch": gen_batch,
         "gen_s_all": list(gen_s_all or []),
@@ -453,7 +452,7 @@ def make_record(
         "reference": ref,
         "ratios": compute_ratios(step_s, gflop_per_step, gen_images_per_s, ref, machine.get("matmul_gflops"), config,
                                  gen_batch),
-        "utilisation": utilisation(gflop_per_step / step_s if gflop_per_step else None, machine, config),
+        "utilisation": utilisation(achieved, machine, config),
         "extra": dict(extra or {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

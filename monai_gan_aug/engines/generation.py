@@ -102,12 +102,10 @@ class GanGenerationEvaluator(Evaluator):
         seeds = [int(s) for s in torch.as_tensor(batchdata["seed"]).reshape(-1).tolist()]
         batch = self.objective.prepare_batch(batchdata, self.state.device)
         nets = {self.objective.generator_name: self.network, **self.extra_networks}
-        with eval_mode(*nets.values()), torch.no_grad():
-            if self.amp:
-                with torch.autocast(self.state.device.type, dtype=torch.bfloat16):
-                    out = self.objective.generate(nets, len(seeds), batch=batch, seeds=seeds, device=self.state.device)
-            else:
-                out = self.objective.generate(nets, len(seeds), batch=batch, seeds=seeds, device=self.state.device)
+        with eval_mode(*nets.values()), torch.no_grad(), torch.autocast(
+            self.state.device.type, dtype=torch.bfloat16, enabled=bool(self.amp)
+        ):
+            out = self.objective.generate(nets, len(seeds), batch=batch, seeds=seeds, device=self.state.device)
         out = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in out.items()}
         out["seed"] = seeds
         out["index"] = [int(i) for i in torch.as_tensor(batchdata.get("index", seeds)).reshape(-1).tolist()]

@@ -887,9 +887,9 @@ def run_detection_experiment(
 
 # ---------------------------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``python -m monai_gan_aug.evaluation.detection --real DATALIST --synthetic DIR [DIR ...] --out DIR``."""
     from monai_gan_aug.evaluation.segmentation import _floats, _ints  # the evaluation CLIs' shared list parsers
 
-    """``python -m monai_gan_aug.evaluation.detection --real DATALIST --synthetic DIR [DIR ...] --out DIR``."""
     parser = argparse.ArgumentParser(
         prog="python -m monai_gan_aug.evaluation.detection",
         description="YOLO detection with/without synthetic images (Han et al. 2019, Table 1).",

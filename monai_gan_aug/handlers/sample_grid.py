@@ -59,7 +59,6 @@ class SampleGridSaver:
         self._cond_batch: Mapping[str, Any] | None = None
         self._seen: list[Mapping[str, Any]] = []
         self._seen_count = 0
-        self._collected_at: int | None = None
         self.last_path: Path | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -83,9 +82,6 @@ class SampleGridSaver:
         the conditions)."""
         if self._cond_batch is not None or self._seen_count >= self.num_samples:
             return
-        if self._collected_at is not None and self._collected_at == engine.state.iteration:
-            return  # this iteration's batch is already held
-        self._collected_at = engine.state.iteration
         batch = engine.state.batch
         if not isinstance(batch, Mapping) or (n := self._batch_size(batch)) is None:
             return
@@ -116,7 +112,8 @@ class SampleGridSaver:
 
     def _condition_batch(self, engine: Engine) -> Mapping[str, Any] | None:
         if self._cond_batch is None:
-            self._collect(engine)  # a grid before any completed iteration (e.g. called directly)
+            if not self._seen:  # a grid before any completed iteration (e.g. called directly)
+                self._collect(engine)
             if not self._seen:
                 return None
             try:
