@@ -5,4 +5,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from monai_gan_aug.utils.errors import install_excepthook as _install_excepthook
+
+# every bundle config imports this package: its errors must be the last lines of a failed `monai.bundle run`
+_install_excepthook()
+
 __all__ = ["__version__"]

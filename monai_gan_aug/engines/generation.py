@@ -4,6 +4,7 @@ seeds (and conditions, for conditional families) and hands each batch of samples
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,6 +16,9 @@ from torch.utils.data import Dataset
 from monai_gan_aug.engines.utils import resolve_amp
 from monai_gan_aug.losses.objectives.base import GanObjective
 from monai_gan_aug.utils.misc import as_bool
+from monai_gan_aug.utils.settings import read_settings, settings_differences, settings_path
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SeedDataset", "GanGenerationEvaluator", "load_generator_weights"]
 
@@ -38,10 +42,19 @@ class SeedDataset(Dataset):
 
 
 def load_generator_weights(
-    network: torch.nn.Module, checkpoint: str, name: str = "generator", prefer_ema: bool = True
+    network: torch.nn.Module,
+    checkpoint: str,
+    name: str = "generator",
+    prefer_ema: bool = True,
+    settings: Mapping[str, Any] | None = None,
 ) -> torch.nn.Module:
     """Load a generator from a :class:`GanCheckpointHandler` checkpoint (EMA weights when present) or from a
-    plain state-dict file. Raises a clear error when the file is missing or holds no such network."""
+    plain state-dict file. Raises a clear error when the file is missing or holds no such network.
+
+    ``settings`` are the values this run built ``network`` with (e.g. ``{"image_size": 64}``); they are compared
+    with the ``settings.json`` training wrote beside the checkpoint: when the weights do not fit, the error names
+    each setting that differs; when they fit, a difference is only logged (a command-line override wins).
+    """
     import os
 
     if not checkpoint or not os.path.isfile(checkpoint):
@@ -62,13 +75,29 @@ def load_generator_weights(
             sd = dict(state)
     if not sd:
         raise ValueError(f"checkpoint {checkpoint} holds no weights of network {name!r}.")
+    trained = read_settings(checkpoint)
+    diff = settings_differences(dict(settings or {}), trained)
+    listed = ", ".join(f"{k}={now!r} but the checkpoint was trained with {k}={then!r}" for k, (now, then) in diff.items())
     try:
         network.load_state_dict(sd)
     except RuntimeError as err:
+        if diff:
+            raise ValueError(
+                f"checkpoint {checkpoint} does not fit this run's {type(network).__name__}: {listed} "
+                f"({settings_path(checkpoint)}). Drop these overrides: inference and evaluation read the trained "
+                "settings by themselves."
+            ) from err
+        hint = (
+            f"the settings in {settings_path(checkpoint)} are {trained}"
+            if trained
+            else "no settings.json lies beside it, so pass the settings training used (image_size, channels, "
+            "latent_size...)"
+        )
         raise ValueError(
-            f"checkpoint {checkpoint} does not fit the configured {type(network).__name__}: {err}. Use the same "
-            "network settings (image_size, channels, latent_size) as in training."
+            f"checkpoint {checkpoint} does not fit the configured {type(network).__name__} ({hint}): {err}"
         ) from err
+    if diff:
+        logger.warning("Loaded %s although %s: the command-line values win.", checkpoint, listed)
     return network
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .checkpoint import GanCheckpointHandler
 from .progress import GanProgressBar, TrainingSummary
 from .sample_grid import SampleGridSaver
+from .settings import TrainingSettingsSaver
 from .writer import SyntheticWriter, config_hash, file_sha256, reference_affine
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "GanProgressBar",
     "TrainingSummary",
     "SampleGridSaver",
+    "TrainingSettingsSaver",
     "SyntheticWriter",
     "config_hash",
     "file_sha256",

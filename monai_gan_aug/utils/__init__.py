@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from .enums import GanKeys, Provenance
 from .misc import as_bool
+from .settings import read_settings, trained_setting
 
-__all__ = ["GanKeys", "Provenance", "as_bool"]
+__all__ = ["GanKeys", "Provenance", "as_bool", "read_settings", "trained_setting"]
