@@ -425,11 +425,14 @@ def classic_augmentation(
     translate: float = 0.05,
     intensity: float = 0.1,
     prob: float = 0.5,
+    elastic: bool = False,
 ) -> Any:
     """The "classical augmentation" arm (DF-GAN: rotations, reflections, cropping; the thesis: flips, rotations,
     zoom): random flips along ``flip_axes``, a small random affine (rotation up to ``rotate_deg``, zoom ``± scale``,
     shift ``± translate`` of the size; border padding, nearest for masks) and intensity scale / shift by
-    ``± intensity``, each applied with probability ``prob``. Keys ``image`` (+ ``label`` when ``with_mask``)."""
+    ``± intensity``, each applied with probability ``prob``; with ``elastic`` also a mild elastic deformation
+    (MONAI ``Rand2DElasticd``: control points 1/8 of the size apart, magnitude up to 2 px). Keys ``image``
+    (+ ``label`` when ``with_mask``)."""
     from monai.transforms import (
         Compose,
         RandAffined,
@@ -448,6 +451,11 @@ def classic_augmentation(
             translate_range=(translate * size[0], translate * size[1]), mode=modes, padding_mode="border",
         )
     )
+    if elastic:
+        from monai.transforms import Rand2DElasticd
+
+        steps.append(Rand2DElasticd(keys, spacing=(max(2, size[0] // 8), max(2, size[1] // 8)), magnitude_range=(0.0, 2.0),
+                                    prob=prob, mode=modes, padding_mode="border"))
     steps += [RandScaleIntensityd("image", factors=intensity, prob=prob), RandShiftIntensityd("image", offsets=intensity, prob=prob)]
     return Compose(steps)
 
@@ -498,6 +506,7 @@ def fit_supervised(
     lr_gamma: float = 0.1,
     weight_decay: float = 0.0,
     device: str | torch.device | None = None,
+    n_real: int | None = None,
 ) -> dict[str, Any]:
     """Train ``network`` in place with MONAI's :class:`~monai.engines.SupervisedTrainer` (Adam).
 
@@ -523,6 +532,9 @@ def fit_supervised(
         lr_gamma: the factor.
         weight_decay: Adam weight decay.
         device: training device (default: GPU when available).
+        n_real: the first ``n_real`` items of ``train_data`` are real, the rest added: the real items then come in
+            the same order whatever is added (:class:`~monai_gan_aug.data.samplers.PairedOrderSampler`), so the arms
+            of a paired experiment differ by the added items only. ``None``: a plain shuffle.
 
     Returns:
         ``{"train_seconds", "epochs", "best_epoch", "best_val", "n_train"}`` (``best_epoch = -1``: final weights).
@@ -546,9 +558,14 @@ def fit_supervised(
         augmentation.set_random_state(seed=int(seed) % (2**32))
     generator = torch.Generator().manual_seed(int(seed))
     n = len(train_data)
+    order: dict[str, Any] = {"shuffle": True, "generator": generator}
+    if n_real is not None:
+        from monai_gan_aug.data.samplers import PairedOrderSampler
+
+        order = {"sampler": PairedOrderSampler(int(n_real), n, seed=int(seed))}
     loader = DataLoader(
-        Dataset(list(train_data), transform=augmentation), batch_size=min(batch_size, n), shuffle=True,
-        num_workers=0, generator=generator, drop_last=(n % batch_size == 1 and n > 1),
+        Dataset(list(train_data), transform=augmentation), batch_size=min(batch_size, n), num_workers=0,
+        drop_last=(n % batch_size == 1 and n > 1), **order,
     )
     optimizer = torch.optim.Adam(network.parameters(), lr=lr, weight_decay=weight_decay)
     handlers: list[Any] = []

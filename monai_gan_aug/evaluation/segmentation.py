@@ -158,6 +158,13 @@ def _as_preloaded(items: Sequence[dict], image_size: int, label_key: str, num_cl
     return preload_items(items, image_size, mask_key=label_key, num_classes=num_classes, percentiles=percentiles)
 
 
+def _augmentation(classic_aug: Any, image_size: int) -> Any:
+    """``True``: the default classic augmentation; a transform: itself; falsy: none."""
+    if classic_aug is True:
+        return classic_augmentation(True, image_size)
+    return classic_aug or None
+
+
 # ---------------------------------------------------------------------------------------------- train / evaluate
 def train_segmenter(
     train_items: Sequence[dict],
@@ -165,7 +172,7 @@ def train_segmenter(
     network: str | Callable[[], nn.Module] = "unet",
     epochs: int = 50,
     image_size: int = 64,
-    classic_aug: bool = False,
+    classic_aug: bool | Callable = False,
     seed: int = 0,
     batch_size: int = 16,
     lr: float = 1e-3,
@@ -177,6 +184,7 @@ def train_segmenter(
     val_interval: int = 1,
     percentiles: Sequence[float] = (0.5, 99.5),
     history: dict | None = None,
+    n_real: int | None = None,
 ) -> nn.Module:
     """Train a segmentation network on datalist items (or preloaded ``{"image", "label"}`` tensors).
 
@@ -189,7 +197,8 @@ def train_segmenter(
         network: see :func:`build_segmentation_network`.
         epochs: training epochs.
         image_size: square input size.
-        classic_aug: train with :func:`~monai_gan_aug.evaluation.protocols.classic_augmentation`.
+        classic_aug: ``True``: train with :func:`~monai_gan_aug.evaluation.protocols.classic_augmentation`; or a
+            dictionary transform of ``image`` + ``label`` to train with instead.
         seed: seed of the initialisation, loader order and augmentation.
         batch_size: batch size.
         lr: Adam learning rate.
@@ -201,6 +210,8 @@ def train_segmenter(
         val_interval: epochs between validations.
         percentiles: intensity window of the preprocessing.
         history: optional dict filled with the training summary (time, best epoch).
+        n_real: the first ``n_real`` training items are real: keep their order whatever is added (paired arms,
+            see :func:`~monai_gan_aug.evaluation.protocols.fit_supervised`).
 
     Returns:
         The trained network in eval mode, on ``device``.
@@ -217,10 +228,10 @@ def train_segmenter(
         net = build_segmentation_network(network, num_classes=num_classes, **dict(network_kwargs or {}))
         info = fit_supervised(
             net, train, DiceCELoss(to_onehot_y=True, softmax=True), epochs, batch_size=batch_size, lr=lr, seed=seed,
-            augmentation=classic_augmentation(True, image_size) if classic_aug else None, val_data=val,
+            augmentation=_augmentation(classic_aug, image_size), val_data=val,
             val_metric=("val_dice", MeanDice(include_background=False, output_transform=from_engine(["pred", "label"]))),
             val_postprocessing=_postprocessing(num_classes), val_interval=val_interval, lr_step=lr_step,
-            device=device,
+            device=device, n_real=n_real,
         )
     if history is not None:
         history.update(info)

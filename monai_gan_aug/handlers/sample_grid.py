@@ -59,6 +59,7 @@ class SampleGridSaver:
         self._cond_batch: Mapping[str, Any] | None = None
         self._seen: list[Mapping[str, Any]] = []
         self._seen_count = 0
+        self._ran = False  # whether this run completed an iteration
         self.last_path: Path | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -67,7 +68,9 @@ class SampleGridSaver:
         engine.add_event_handler(Events.COMPLETED, self._final)
 
     def _final(self, engine: Engine) -> None:
-        if engine.state.iteration % self.interval:
+        # a resumed run that was already complete trained nothing: its last grid was written by the earlier run (and
+        # a conditional family has no condition batch to draw it from)
+        if self._ran and engine.state.iteration % self.interval:
             self(engine)
 
     @staticmethod
@@ -80,6 +83,7 @@ class SampleGridSaver:
     def _collect(self, engine: Engine) -> None:
         """Keep the items of the first training batches until ``num_samples`` are held (or the first grid froze
         the conditions)."""
+        self._ran = True
         if self._cond_batch is not None or self._seen_count >= self.num_samples:
             return
         batch = engine.state.batch

@@ -17,6 +17,7 @@ per-image Dice / images) are all handled exactly:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -139,9 +140,11 @@ def paired_bootstrap(
         raise ValueError(f"n_boot must be >= 1, got {n_boot}.")
     seed_idx, pat_idx = _replicates(len(arm.seeds), len(arm.patients), int(n_boot), seed)
     a, b = _bootstrap_values([arm, baseline], seed_idx, pat_idx)
-    diffs = np.nanmean(a - b, axis=1) if a.size else np.zeros(0)
+    with warnings.catch_warnings():  # replicates whose drawn patients have no denominator are dropped below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        diffs = np.nanmean(a - b, axis=1) if a.size else np.zeros(0)
+        point = float(np.nanmean(arm.per_seed() - baseline.per_seed()))
     diffs = diffs[np.isfinite(diffs)]
-    point = float(np.nanmean(arm.per_seed() - baseline.per_seed()))
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = (np.percentile(diffs, [tail, 100.0 - tail]) if diffs.size else (np.nan, np.nan))
     return {
@@ -159,7 +162,9 @@ def bootstrap_interval(scores: PatientScores, n_boot: int = 2000, level: float =
     """Percentile bootstrap interval of one arm's metric (seeds and patients resampled): the bands of the plots."""
     seed_idx, pat_idx = _replicates(len(scores.seeds), len(scores.patients), int(n_boot), seed)
     (m,) = _bootstrap_values([scores], seed_idx, pat_idx)
-    v = np.nanmean(m, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        v = np.nanmean(m, axis=1)
     v = v[np.isfinite(v)]
     tail = (1.0 - level) / 2.0 * 100.0
     if not v.size:

@@ -27,6 +27,15 @@ from .boxes.dictionary import (
     ValidateBoxesd,
     ValidateBoxesDict,
 )
+from .copy_paste import (
+    Lesion,
+    LesionBank,
+    RandLesionCopyPaste,
+    RandLesionCopyPasteD,
+    RandLesionCopyPasted,
+    RandLesionCopyPasteDict,
+    feather_alpha,
+)
 from .mix import SyntheticMix, SyntheticMixD, SyntheticMixd, SyntheticMixDict
 from .preprocessing.array import (
     CheckImage,
@@ -61,4 +70,4 @@ from .preprocessing.dictionary import (
     ScaleToSymmetricRangeDict,
 )
 
-__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing", "mix")]
+__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing", "mix", "copy_paste")]

@@ -1,0 +1,676 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Does it help? Train a generator on a subset of real patients, add its samples to that subset, and compare the
+downstream model with the cheap alternatives, paired, with confidence intervals and a verdict.
+
+Protocol (:func:`run_benefit`):
+
+* **Real-data sizes** are fractions of the training *patients*, drawn once (``subset_seed``) as nested subsets: the
+  first ``round(f * P)`` patients of one permutation, so the smaller subset lies inside the larger.
+* **One generator per size**, trained with the bundle's own ``train.json`` on a datalist holding that subset only
+  (:func:`check_generator_data` refuses anything else before training), at the budget the caller sets
+  (``generator_overrides``). Its ``inference.json`` then writes the synthetic set, conditioned on the subset's own
+  masks / boxes. Nothing it produces has seen an image outside the subset.
+* **Arms** of each size: real only; real + classic augmentation (MONAI random flips, small affine, intensity,
+  elastic); real + copy-paste of the subset's real lesions into its other slices (the non-GAN synthetic baseline,
+  :class:`~monai_gan_aug.transforms.copy_paste.RandLesionCopyPasted`); real + GAN at each ratio, with and without
+  classic augmentation. Added sets hold ``round(ratio * n_real_images)`` images.
+* **Paired design**: every arm of a size uses the same seeds; with a seed the network initialisation is the same and
+  the real images come in the same order (:class:`~monai_gan_aug.data.samplers.PairedOrderSampler`).
+* **Report**: per arm mean ± sd over seeds and a 95 % bootstrap band; against real + classic augmentation, the
+  paired difference with a 95 % bootstrap interval resampling seeds and test patients
+  (:func:`~monai_gan_aug.metrics.paired.paired_bootstrap`) and a verdict: helps / hurts / cannot tell. Markdown,
+  JSON and a PNG per task (metric vs real-data size, one line per arm, bands).
+* **Resume**: every generator and every downstream run is keyed by a hash of its settings; finished ones are
+  reused, a changed setting never reuses a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monai_gan_aug.evaluation.protocols import load_splits, load_synthetic_sets
+from monai_gan_aug.evaluation.tables import json_safe, load_run_record, save_run_record
+from monai_gan_aug.metrics.paired import PatientScores, arm_metric, bootstrap_interval, paired_bootstrap, verdict
+
+__all__ = [
+    "BenefitError",
+    "Arm",
+    "Metric",
+    "BenefitTask",
+    "SegmentationTask",
+    "DetectionTask",
+    "TASKS",
+    "BUNDLE_TASKS",
+    "patient_of",
+    "nested_patient_subsets",
+    "check_generator_data",
+    "make_arms",
+    "run_benefit",
+    "benefit_markdown",
+]
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "real+classic"
+
+
+class BenefitError(ValueError):
+    """A benefit experiment cannot run with these settings (raised before any training)."""
+
+
+# ---------------------------------------------------------------------------------------------- arms and metrics
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a row: what is added to the real subset, and whether classic augmentation is on."""
+
+    name: str
+    added: str | None = None  # None, "copy_paste" or "gan"
+    ratio: float = 0.0
+    classic: bool = False
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-test-patient ratio metric: ``sum(num) / sum(den)`` over the records of the test images."""
+
+    key: str
+    title: str
+    num: str
+    den: str | None = None
+    higher_is_better: bool = True
+
+
+def make_arms(ratios: Sequence[float], copy_paste: bool = True) -> list[Arm]:
+    """The arms of every row: real, real + classic, (real + copy-paste), real + GAN x r with and without classic."""
+    arms = [Arm("real"), Arm(BASELINE, classic=True)]
+    if copy_paste:
+        arms.append(Arm("real+copy_paste", "copy_paste", 1.0))
+    for r in ratios:
+        tag = f"{float(r):g}"
+        arms += [Arm(f"real+gan x{tag}", "gan", float(r)), Arm(f"real+gan x{tag}+classic", "gan", float(r), True)]
+    return arms
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+class BenefitTask(ABC):
+    """What a downstream task supplies to the runner: the item key it needs, its metrics and one training run.
+
+    :meth:`run` trains on ``real + added`` (real first: ``n_real`` of them) and returns one record per test image
+    with ``patient`` and the fields its :attr:`metrics` read.
+    """
+
+    name: str = ""
+    requires: str = ""  # item key every training item must carry (label / boxes / class)
+    metrics: tuple[Metric, ...] = ()
+    primary: str = ""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = {**self.defaults(), **settings}
+
+    def defaults(self) -> dict[str, Any]:
+        return {}
+
+    def check_items(self, items: Sequence[Mapping], source: str) -> None:
+        """Raise :class:`BenefitError` naming the source when the training items cannot serve this task."""
+        missing = [i.get("image") for i in items if self.requires not in i]
+        if missing:
+            raise BenefitError(
+                f"{source}: {len(missing)} of {len(items)} training items have no {self.requires!r} (e.g. "
+                f"{missing[0]}); the {self.name} task needs it for every image."
+            )
+
+    @abstractmethod
+    def prepare(self, splits: Mapping[str, Sequence[dict]]) -> None:
+        """Load what every run shares (validation and test images)."""
+
+    @abstractmethod
+    def run(self, real: Sequence[dict], added: Sequence[dict], classic: bool, seed: int) -> list[dict[str, Any]]:
+        """Train on ``real + added`` (``classic`` augmentation on or off) with ``seed``; one record per test image."""
+
+    def run_metrics(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """Metrics of one run that are not ratios of per-patient sums (reported as mean ± sd over seeds only)."""
+        return {}
+
+
+class SegmentationTask(BenefitTask):
+    """MONAI U-Net (Dice + cross-entropy, model selection on the real validation split) scored per test image:
+    Dice on images with a lesion, Dice on all images (an empty mask predicted empty scores 1)."""
+
+    name = "segmentation"
+    requires = "label"
+    metrics = (
+        Metric("dice", "Dice (lesion images)", "dice", "has_lesion"),
+        Metric("dice_all", "Dice (all images)", "dice_all"),
+    )
+    primary = "dice"
+
+    def defaults(self) -> dict[str, Any]:
+        return {"image_size": 64, "epochs": 30, "batch_size": 16, "lr": 1e-3, "network": "unet", "device": None}
+
+    def prepare(self, splits: Mapping[str, Sequence[dict]]) -> None:
+        from monai_gan_aug.evaluation.protocols import preload_items
+
+        size = int(self.settings["image_size"])
+        self.val = preload_items(splits["validation"], size, mask_key="label") if splits["validation"] else None
+        self.test = preload_items(splits["test"], size, mask_key="label")
+        self.test_patients = [patient_of(i) for i in splits["test"]]
+
+    def _load(self, items: Sequence[dict]) -> list[dict]:
+        from monai_gan_aug.evaluation.protocols import preload_items
+
+        return preload_items(items, int(self.settings["image_size"]), mask_key="label")
+
+    def run(self, real: Sequence[dict], added: Sequence[dict], classic: bool, seed: int) -> list[dict[str, Any]]:
+        import torch
+
+        from monai_gan_aug.evaluation.protocols import classic_augmentation
+        from monai_gan_aug.evaluation.segmentation import _dice_per_image, predict_masks, train_segmenter
+
+        s = self.settings
+        data = self._load(real) + self._load(added)
+        net = train_segmenter(
+            data, self.val, network=s["network"], epochs=int(s["epochs"]), image_size=int(s["image_size"]),
+            classic_aug=classic_augmentation(True, int(s["image_size"]), elastic=True) if classic else False, seed=seed, batch_size=int(s["batch_size"]), lr=float(s["lr"]), device=s["device"],
+            n_real=len(real),
+        )
+        images = torch.stack([d["image"] for d in self.test])
+        masks = torch.stack([d["label"] for d in self.test]).long()
+        pred = predict_masks(net, images, device=s["device"])
+        dice = _dice_per_image(pred, masks, 2)  # nan where the mask is empty
+        records = []
+        for k, (p, m) in enumerate(zip(pred, masks)):
+            has = bool((m > 0).any())
+            empty_ok = 1.0 if not bool((p > 0).any()) else 0.0
+            records.append({
+                "patient": self.test_patients[k],
+                "has_lesion": 1.0 if has else 0.0,
+                "dice": float(dice[k]) if has else 0.0,
+                "dice_all": float(dice[k]) if has else empty_ok,
+            })
+        return records
+
+
+#: ultralytics augmentation settings: all off (every arm without classic augmentation) and the classic arm's.
+YOLO_AUGMENT_OFF = {"mosaic": 0.0, "fliplr": 0.0, "flipud": 0.0, "degrees": 0.0, "scale": 0.0, "translate": 0.0,
+                    "hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "erasing": 0.0, "mixup": 0.0, "copy_paste": 0.0}
+YOLO_CLASSIC = {**YOLO_AUGMENT_OFF, "fliplr": 0.5, "degrees": 10.0, "scale": 0.1, "translate": 0.05, "hsv_v": 0.1}
+
+
+class DetectionTask(BenefitTask):
+    """ultralytics YOLO from its model yaml (yolov3-tinyu on CPU, yolov3u on GPU), trained at the generator's
+    resolution (``imgsz``: no synthetic image is upscaled), best epoch chosen on the real validation split, scored on
+    the real test slices at ``conf`` (Han et al.'s 0.1 %): per test image its lesions, the lesions found and the
+    false positives at IoU 0.5 and 0.25, and the scores of its true and false positives (FROC / CPM).
+
+    Classic augmentation is ultralytics' own (flips, small rotation / scale / shift, brightness:
+    :data:`YOLO_CLASSIC`); every other arm trains with all of it off (:data:`YOLO_AUGMENT_OFF`).
+    """
+
+    name = "detection"
+    requires = "boxes"
+    metrics = (
+        Metric("sensitivity@0.25", "Sensitivity@IoU0.25", "tp@0.25", "n_gt"),
+        Metric("fp_per_slice@0.25", "FPs/slice@IoU0.25", "fp@0.25", "one", higher_is_better=False),
+        Metric("sensitivity@0.5", "Sensitivity@IoU0.5", "tp@0.5", "n_gt"),
+        Metric("fp_per_slice@0.5", "FPs/slice@IoU0.5", "fp@0.5", "one", higher_is_better=False),
+    )
+    primary = "sensitivity@0.25"
+
+    def defaults(self) -> dict[str, Any]:
+        import torch
+
+        gpu = torch.cuda.is_available()
+        return {"model": "yolov3u.yaml" if gpu else "yolov3-tinyu.yaml", "imgsz": 128, "epochs": 40, "batch": 16,
+                "conf": 0.001, "device": None, "train_kwargs": {"optimizer": "SGD", "lr0": 0.01, "patience": 15},
+                "work_dir": None}
+
+    def check_items(self, items: Sequence[Mapping], source: str) -> None:
+        super().check_items(items, source)
+        if not any(len(i.get("boxes") or []) for i in items):
+            raise BenefitError(f"{source}: no training item has a box; the detection task needs lesion boxes.")
+
+    def prepare(self, splits: Mapping[str, Sequence[dict]]) -> None:
+        self.splits = {k: [dict(i) for i in v] for k, v in splits.items()}
+        self.test_patients = [patient_of(i) for i in splits["test"]]
+
+    def run(self, real: Sequence[dict], added: Sequence[dict], classic: bool, seed: int) -> list[dict[str, Any]]:
+        import tempfile
+
+        from monai_gan_aug.evaluation.detection import match_detections, predict_detections, train_yolo
+        from monai_gan_aug.evaluation.yolo_data import export_yolo_dataset
+
+        s = self.settings
+        with tempfile.TemporaryDirectory(dir=s["work_dir"], prefix="benefit_yolo_") as tmp:
+            splits = {"training": list(real), "validation": self.splits["validation"], "test": self.splits["test"]}
+            export = export_yolo_dataset(splits, Path(tmp) / "data", synthetic_items=list(added) or None,
+                                         ratio=len(added) / max(1, len(real)), max_synthetic=len(added), seed=seed)
+            aug = YOLO_CLASSIC if classic else YOLO_AUGMENT_OFF
+            best = train_yolo(export.data_yaml, model=s["model"], epochs=int(s["epochs"]), imgsz=int(s["imgsz"]),
+                              batch=int(s["batch"]), seed=seed, device=s["device"], project_dir=Path(tmp) / "yolo",
+                              name="run", **{**aug, **dict(s["train_kwargs"])})
+            preds = predict_detections(str(best), export.test_items, conf=float(s["conf"]), imgsz=int(s["imgsz"]),
+                                       device=s["device"])
+        records = []
+        for k, (item, p) in enumerate(zip(export.test_items, preds)):
+            gt = np.asarray(item.get("boxes", []), float).reshape(-1, 4)
+            rec: dict[str, Any] = {"patient": self.test_patients[k], "n_gt": float(len(gt)), "one": 1.0}
+            for iou in (0.5, 0.25):
+                tp, _ = match_detections(p["boxes"], p["scores"], gt, iou)
+                tp = np.asarray(tp, bool)
+                rec[f"tp@{iou}"] = float(tp.sum())
+                rec[f"fp@{iou}"] = float((~tp).sum())
+                rec[f"tp_scores@{iou}"] = np.asarray(p["scores"])[tp].round(5).tolist()
+                rec[f"fp_scores@{iou}"] = np.asarray(p["scores"])[~tp].round(5).tolist()
+            records.append(rec)
+        return records
+
+    def run_metrics(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        return {"cpm@0.25": self.cpm(records, 0.25), "cpm@0.5": self.cpm(records, 0.5)}
+
+    @staticmethod
+    def cpm(records: Sequence[Mapping[str, Any]], iou: float = 0.25) -> float:
+        """FROC score (MONAI ``compute_froc_score``: mean sensitivity at 0.25 ... 8 FPs per slice) of one run."""
+        from monai.metrics import compute_froc_curve_data, compute_froc_score
+
+        fp = np.concatenate([np.asarray(r[f"fp_scores@{iou}"], float) for r in records] or [np.zeros(0)])
+        tp = np.concatenate([np.asarray(r[f"tp_scores@{iou}"], float) for r in records] or [np.zeros(0)])
+        n_gt = int(sum(r["n_gt"] for r in records))
+        if n_gt == 0:
+            return float("nan")
+        fps, sens = compute_froc_curve_data(fp, tp, n_gt, len(records))
+        return float(compute_froc_score(fps, sens))
+
+
+TASKS: dict[str, type[BenefitTask]] = {"segmentation": SegmentationTask, "detection": DetectionTask}
+
+#: Which downstream tasks each bundle's synthetic sets can serve, and the item key its synthetic items carry.
+BUNDLE_TASKS: dict[str, tuple[str, ...]] = {"pix2pix": ("segmentation",), "dfgan": ("segmentation",),
+                                            "pggan_bbox": ("detection",)}
+
+#: Generator settings of ``quick`` mode (tests): a few iterations of a tiny network.
+_QUICK_PIX2PIX = {"image_size": 16, "base_channels": 4, "max_channels": 16, "d_base_channels": 4, "receptive_field": 22,
+                  "batch_size": 2, "max_iterations": 2, "save_interval": 2, "sample_interval": 100}
+QUICK_GENERATOR: dict[str, dict[str, Any]] = {
+    "pix2pix": _QUICK_PIX2PIX,
+    "dfgan": _QUICK_PIX2PIX,
+    "pggan_bbox": {"image_size": 16, "fmap_base": 32, "fmap_max": 8, "latent_size": 8, "batch_size": 2,
+                   "images_per_phase": 4, "save_interval": 1000, "sample_interval": 1000},
+}
+#: Downstream settings of ``quick`` mode.
+QUICK_TASK: dict[str, dict[str, Any]] = {"segmentation": {"image_size": 32, "epochs": 1, "batch_size": 4},
+                                         "detection": {"imgsz": 32, "epochs": 1, "batch": 4,
+                                                       "model": "yolov3-tinyu.yaml"}}
+
+
+# ---------------------------------------------------------------------------------------------- subsets
+def patient_of(item: Mapping[str, Any]) -> str:
+    """The item's patient (``patient`` key), else its image path: an item without one is its own patient."""
+    p = item.get("patient")
+    return str(p) if p is not None else str(item.get("image"))
+
+
+def nested_patient_subsets(items: Sequence[dict], fractions: Sequence[float], seed: int = 0) -> dict[float, list[dict]]:
+    """For each fraction ``f``, the items of the first ``max(1, round(f * P))`` of ``P`` patients of one seeded
+    permutation: nested (a smaller fraction's patients are among a larger one's), whole patients only."""
+    for f in fractions:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < float(f) <= 1:
+            raise BenefitError(f"real-data fractions must lie in (0, 1], got {f!r}.")
+    patients = sorted({patient_of(i) for i in items})
+    if not patients:
+        raise BenefitError("the real training split is empty.")
+    order = [patients[k] for k in np.random.default_rng([int(seed), 7]).permutation(len(patients))]
+    out = {}
+    for f in sorted({float(x) for x in fractions}):
+        chosen = set(order[: max(1, int(round(f * len(patients))))])
+        out[f] = [dict(i) for i in items if patient_of(i) in chosen]
+    return out
+
+
+def _file_set(items: Sequence[Mapping]) -> set[str]:
+    files = set()
+    for item in items:
+        for k, v in item.items():
+            if isinstance(v, str) and k not in ("patient", "name") and os.path.sep in v:
+                files.add(os.path.realpath(v))
+    return files
+
+
+def check_generator_data(datalist_path: str | os.PathLike, subset: Sequence[Mapping]) -> None:
+    """Refuse to train a generator on a datalist that holds anything but ``subset`` in its only list,
+    ``training``: every file it names must be one of the subset's files."""
+    data = json.loads(Path(datalist_path).read_text())
+    if set(data) - {"training"}:
+        raise BenefitError(f"{datalist_path}: a generator datalist may hold a 'training' list only, got {sorted(data)}.")
+    extra = _file_set(data["training"]) - _file_set(subset)
+    if extra:
+        raise BenefitError(
+            f"{datalist_path}: {len(extra)} file(s) outside the real subset would reach the generator, e.g. "
+            f"{sorted(extra)[0]}; refusing to train."
+        )
+
+
+def _bundle_default(bundle: str, key: str) -> Any:
+    """A plain value of ``bundles/<bundle>/configs/train.json``."""
+    from monai_gan_aug.bundles import bundle_root
+
+    return json.loads((bundle_root(bundle) / "configs" / "train.json").read_text()).get(key)
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(json_safe(obj), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _pct(f: float) -> str:
+    return f"{100 * f:g}pct"
+
+
+# ---------------------------------------------------------------------------------------------- synthetic sets
+def train_and_generate(
+    bundle: str, subset: Sequence[dict], n_samples: int, work: Path, overrides: Mapping[str, Any],
+    inference_overrides: Mapping[str, Any], seed: int = 0,
+) -> list[dict]:
+    """Train ``bundle`` on ``subset`` only, generate ``n_samples`` with their labels, and return the items.
+
+    Both steps resume: the bundle's checkpoint handler resumes training, a complete synthetic set is reused."""
+    from monai_gan_aug.bundles import run_bundle
+
+    work.mkdir(parents=True, exist_ok=True)
+    datalist = work / "generator_datalist.json"
+    tmp = datalist.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"training": [dict(i) for i in subset]}, indent=1))
+    tmp.replace(datalist)
+    check_generator_data(datalist, subset)
+    run_bundle(bundle, "train.json", {"dataset_dir": str(datalist), "output_dir": str(work), "seed": seed,
+                                      **dict(overrides)})
+    syn = work / f"synthetic_{n_samples}"
+    manifest = syn / "manifest.json"
+    complete = manifest.is_file() and len(json.loads(manifest.read_text()).get("files", [])) == n_samples
+    if not complete:
+        run_bundle(bundle, "inference.json", {"dataset_dir": str(datalist), "output_dir": str(work),
+                                              "synthetic_dir": str(syn), "num_samples": int(n_samples),
+                                              "overwrite": syn.exists(), **dict(inference_overrides)},
+                   workflow_type="infer")
+    sets = load_synthetic_sets(str(syn))
+    return next(iter(sets.values()))
+
+
+def copy_paste_set(subset: Sequence[dict], n_samples: int, out: Path, seed: int = 0) -> list[dict]:
+    """``n_samples`` real training slices of ``subset`` with real lesions of ``subset`` pasted in (the non-GAN
+    baseline), written as NIfTI image + label files with their boxes; reused when complete."""
+    import nibabel as nib
+    from monai.transforms import LoadImaged
+
+    from monai_gan_aug.transforms.copy_paste import LesionBank, RandLesionCopyPasted
+
+    index = out / "datalist.json"
+    if index.is_file():
+        items = json.loads(index.read_text()).get("training", [])
+        if len(items) == n_samples and all(Path(i["image"]).is_file() for i in items):
+            return items
+    keys = ["image", "label"] + (["tissue"] if all("tissue" in i for i in subset) else [])
+    loader = LoadImaged(keys, image_only=True, ensure_channel_first=True)
+    loaded = []
+    for item in subset:
+        d = loader({k: item[k] for k in keys})
+        arrays = {k: np.asarray(d[k]) for k in keys}
+        arrays["label"] = np.rint(arrays["label"]).astype(np.int64)
+        loaded.append({**arrays, "boxes": np.asarray(item.get("boxes", []), float).reshape(-1, 4),
+                       "box_labels": np.asarray(item.get("box_labels", [0] * len(item.get("boxes", []))), int),
+                       "class": int(item.get("class", 0)), "source": item})
+    bank = LesionBank([{k: d[k] for k in ("image", "label", "boxes", "box_labels")} for d in loaded])
+    paste = RandLesionCopyPasted(bank, prob=1.0, foreground_key="tissue" if "tissue" in keys else None)
+    paste.set_random_state(seed=seed)
+    pick = np.random.default_rng([seed, 3]).integers(0, len(loaded), n_samples)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    items = []
+    for k, j in enumerate(pick):
+        src = loaded[int(j)]
+        d = paste({key: (v.copy() if isinstance(v, np.ndarray) else v) for key, v in src.items() if key != "source"})
+        affine = np.eye(4)
+        img_p, lab_p = out / "images" / f"cp_{k:05d}.nii.gz", out / "labels" / f"cp_{k:05d}.nii.gz"
+        nib.save(nib.Nifti1Image(np.asarray(d["image"], np.float32)[0], affine), str(img_p))
+        nib.save(nib.Nifti1Image(np.asarray(d["label"], np.uint8)[0], affine), str(lab_p))
+        boxes = np.asarray(d["boxes"], float).reshape(-1, 4)
+        items.append({"image": str(img_p), "label": str(lab_p), "boxes": boxes.tolist(),
+                      "box_labels": np.asarray(d["box_labels"], int).tolist(), "class": int(d.get("class", 1)),
+                      "synthetic": True, "synthetic_source": "copy_paste", "pasted_into": src["source"]["image"]})
+    tmp = index.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"training": items}, indent=1))
+    tmp.replace(index)
+    return items
+
+
+# ---------------------------------------------------------------------------------------------- the runner
+@dataclass
+class _Row:
+    fraction: float
+    n_patients: int
+    n_real: int
+    runs: dict[str, dict[int, list[dict]]] = field(default_factory=dict)
+
+
+def run_benefit(
+    bundle: str,
+    task: str,
+    dataset_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike = "runs/benefit",
+    fractions: Sequence[float] = (0.25, 1.0),
+    seeds: Sequence[int] = (0, 1, 2),
+    ratios: Sequence[float] = (1.0,),
+    generator_overrides: Mapping[str, Any] | None = None,
+    inference_overrides: Mapping[str, Any] | None = None,
+    task_settings: Mapping[str, Any] | None = None,
+    copy_paste: bool = True,
+    subset_seed: int = 0,
+    n_boot: int = 2000,
+    quick: bool = False,
+    progress: bool = True,
+    on_run: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the whole "does it help?" protocol (module docstring) and write ``benefit_<task>.{json,md,png}`` to
+    ``out_dir``. Returns the report dict. Bad settings raise :class:`BenefitError` before any training."""
+    if task not in TASKS:
+        raise BenefitError(f"unknown task {task!r}; available: {sorted(TASKS)}.")
+    served = BUNDLE_TASKS.get(bundle)
+    if served is None:
+        raise BenefitError(f"bundle {bundle!r} has no benefit protocol; available: {sorted(BUNDLE_TASKS)}.")
+    if task not in served:
+        raise BenefitError(f"bundle {bundle!r} cannot serve the {task} task (it serves {list(served)}).")
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise BenefitError(f"seeds must be at least two distinct integers (the interval resamples them), got {seeds}.")
+    ratios = [float(r) for r in ratios]
+    if not ratios or any(not math.isfinite(r) or r <= 0 for r in ratios):
+        raise BenefitError(f"ratios must be positive numbers, got {ratios}.")
+    gen_over = {**(QUICK_GENERATOR.get(bundle, {}) if quick else {}), **dict(generator_overrides or {})}
+    task_over = {**(QUICK_TASK.get(task, {}) if quick else {}), **dict(task_settings or {})}
+    if task == "detection" and "imgsz" not in task_over:  # the generator's resolution: no synthetic image upscaled
+        task_over["imgsz"] = int(gen_over.get("image_size") or _bundle_default(bundle, "image_size"))
+    t = TASKS[task](**task_over)
+    splits = load_splits(dataset_dir)
+    source = str(dataset_dir) if dataset_dir is not None else "the demo dataset"
+    t.check_items(splits["training"], source)
+    if not splits["test"]:
+        raise BenefitError(f"{source}: the test split is empty; the benefit is measured on real test patients.")
+    subsets = nested_patient_subsets(splits["training"], fractions, subset_seed)  # checks the fractions
+    inf_over = dict(inference_overrides or {})  # the generator's settings come from its settings.json
+    out = Path(out_dir).expanduser().absolute()
+    arms = make_arms(ratios, copy_paste)
+    config = {"bundle": bundle, "task": task, "dataset": source, "fractions": sorted(subsets), "seeds": seeds,
+              "ratios": ratios, "generator_overrides": gen_over, "inference_overrides": inf_over,
+              "task_settings": t.settings, "subset_seed": subset_seed, "copy_paste": copy_paste}
+    t0 = time.perf_counter()
+    t.prepare(splits)
+    timings: dict[str, float] = {"generators_s": 0.0, "copy_paste_s": 0.0, "downstream_s": 0.0}
+    rows: list[_Row] = []
+    n_total = len(subsets) * len(arms) * len(seeds)
+    bar = _progress(n_total, f"benefit {bundle}/{task}", progress)
+    for f, subset in subsets.items():
+        row = _Row(f, len({patient_of(i) for i in subset}), len(subset))
+        n_syn = max(1, int(round(max(ratios) * len(subset))))
+        added_sets: dict[str, list[dict]] = {}
+        if any(a.added == "gan" for a in arms):
+            key = _digest({"bundle": bundle, "subset": sorted(_file_set(subset)), "overrides": gen_over,
+                           "seed": subset_seed})
+            t1 = time.perf_counter()
+            added_sets["gan"] = train_and_generate(bundle, subset, n_syn, out / "generators" / f"{bundle}_{_pct(f)}_{key}",
+                                                   gen_over, inf_over, seed=subset_seed)
+            timings["generators_s"] += time.perf_counter() - t1
+        if copy_paste:
+            t1 = time.perf_counter()
+            key = _digest({"subset": sorted(_file_set(subset)), "n": n_syn, "seed": subset_seed})
+            added_sets["copy_paste"] = copy_paste_set(subset, n_syn, out / "copy_paste" / f"{_pct(f)}_{key}", subset_seed)
+            timings["copy_paste_s"] += time.perf_counter() - t1
+        for arm in arms:
+            row.runs[arm.name] = {}
+            for seed in seeds:
+                added = []
+                if arm.added:
+                    pool = added_sets[arm.added]
+                    n_add = int(round(arm.ratio * len(subset)))
+                    order = np.random.default_rng([seed, 11]).permutation(len(pool))
+                    added = [pool[k] for k in order[:n_add]]
+                run_cfg = {"task": task, "settings": t.settings, "real": sorted(_file_set(subset)),
+                           "added": sorted(_file_set(added)), "classic": arm.classic, "seed": seed,
+                           "test": sorted(_file_set(splits["test"]))}
+                path = out / "runs" / f"{task}_{_pct(f)}_{arm.name.replace(' ', '_').replace('+', '-')}_s{seed}_{_digest(run_cfg)}.json"
+                cached = load_run_record(path, run_cfg)
+                if cached is None:
+                    t1 = time.perf_counter()
+                    records = t.run(subset, added, arm.classic, seed)
+                    seconds = time.perf_counter() - t1
+                    timings["downstream_s"] += seconds
+                    save_run_record(path, run_cfg, {"records": records, "seconds": seconds, "n_added": len(added)})
+                    cached = {"records": records}
+                row.runs[arm.name][seed] = cached["records"]
+                if on_run is not None:
+                    on_run({"fraction": f, "arm": arm.name, "seed": seed, "n_real": len(subset), "n_added": len(added)})
+                bar.update(1)
+        rows.append(row)
+    bar.close()
+    report = _report(t, rows, arms, config, n_boot)
+    report["timings_s"] = {k: round(v, 1) for k, v in timings.items()} | {"total_s": round(time.perf_counter() - t0, 1)}
+    _write(report, out, task)
+    return report
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="run", disable=not enabled)
+    except ImportError:  # pragma: no cover - tqdm ships with MONAI's dependencies
+        class _Null:
+            def update(self, n: int) -> None: ...
+            def close(self) -> None: ...
+
+        return _Null()
+
+
+def _report(t: BenefitTask, rows: Sequence[_Row], arms: Sequence[Arm], config: Mapping, n_boot: int) -> dict[str, Any]:
+    out_rows = []
+    for row in rows:
+        scores = {
+            m.key: {a.name: PatientScores.from_records(row.runs[a.name], m.num, m.den) for a in arms} for m in t.metrics
+        }
+        arms_out = {}
+        for a in arms:
+            entry: dict[str, Any] = {}
+            for m in t.metrics:
+                s = scores[m.key][a.name]
+                entry[m.key] = {**arm_metric(s), "band": list(bootstrap_interval(s, n_boot=n_boot))}
+                if a.name != BASELINE:
+                    ci = paired_bootstrap(s, scores[m.key][BASELINE], n_boot=n_boot)
+                    entry[m.key]["vs_baseline"] = {**ci, "verdict": verdict(ci, m.higher_is_better)}
+            per_run = [t.run_metrics(row.runs[a.name][seed]) for seed in row.runs[a.name]]
+            for key in per_run[0] if per_run else []:
+                values = np.asarray([r[key] for r in per_run], float)
+                finite = values[np.isfinite(values)]
+                entry[key] = {"mean": float(finite.mean()) if finite.size else float("nan"),
+                              "std": float(finite.std(ddof=1)) if finite.size > 1 else 0.0, "values": values.tolist()}
+            arms_out[a.name] = entry
+        out_rows.append({"fraction": row.fraction, "n_patients": row.n_patients, "n_real": row.n_real, "arms": arms_out})
+    return {"title": f"Does it help? {config['bundle']} -> {t.name}", "config": json_safe(config),
+            "metrics": [m.__dict__ for m in t.metrics], "primary": t.primary, "baseline": BASELINE,
+            "arms": [a.__dict__ for a in arms], "rows": out_rows}
+
+
+def benefit_markdown(report: Mapping[str, Any], digits: int = 3) -> str:
+    """The verdict table: one line per (real-data size, arm), primary metric and the others, difference to the
+    baseline with its 95 % interval and the verdict."""
+    metrics = report["metrics"]
+    prim = report["primary"]
+    first = next(iter(report["rows"][0]["arms"].values())) if report["rows"] else {}
+    keys = {m["key"] for m in metrics}
+    extra = [k for k in first if k not in keys]
+    metrics = list(metrics) + [{"key": k, "title": k.upper() if k.startswith("cpm") else k} for k in extra]
+    head = ["Real data", "Arm"] + [m["title"] for m in metrics] + [f"Δ {prim} vs {report['baseline']} (95 % CI)", "Verdict"]
+    lines = [f"# {report['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fmt = f"{{:.{digits}f}}"
+    for row in report["rows"]:
+        for name, entry in row["arms"].items():
+            cells = [f"{100 * row['fraction']:g} % ({row['n_patients']} patients, {row['n_real']} images)", name]
+            for m in metrics:
+                e = entry[m["key"]]
+                cells.append(f"{fmt.format(e['mean'])} ± {fmt.format(e['std'])}" if e["mean"] == e["mean"] else "n/a")
+            vs = entry[prim].get("vs_baseline")
+            if vs is None:
+                cells += ["(baseline)", ""]
+            else:
+                cells += [f"{vs['difference']:+.{digits}f} [{vs['low']:+.{digits}f}, {vs['high']:+.{digits}f}]", vs["verdict"]]
+            lines.append("| " + " | ".join(cells) + " |")
+    cfg = report["config"]
+    lines += ["", f"Seeds {cfg['seeds']}; mean ± sd over seeds; intervals: paired percentile bootstrap over seeds and "
+              "test patients; verdict 'cannot tell' when the interval touches 0.", ""]
+    if "timings_s" in report:
+        lines.append("Time (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def _plot(report: Mapping[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prim = report["primary"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = [row["n_real"] for row in report["rows"]]
+    for arm in report["arms"]:
+        name = arm["name"]
+        y = [row["arms"][name][prim]["mean"] for row in report["rows"]]
+        lo = [row["arms"][name][prim]["band"][0] for row in report["rows"]]
+        hi = [row["arms"][name][prim]["band"][1] for row in report["rows"]]
+        (line,) = ax.plot(x, y, marker="o", label=name)
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+    title = next(m["title"] for m in report["metrics"] if m["key"] == prim)
+    ax.set_xlabel("real training images")
+    ax.set_ylabel(title)
+    ax.set_title(report["title"], fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _write(report: Mapping[str, Any], out: Path, task: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"benefit_{task}"
+    tmp = stem.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(json_safe(report), indent=1))
+    tmp.replace(stem.with_suffix(".json"))
+    stem.with_suffix(".md").write_text(benefit_markdown(report))
+    _plot(report, stem.with_suffix(".png"))

@@ -1,0 +1,169 @@
+# Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
+"""Issue 14: the "does it help?" protocol: nested patient subsets, the generator sees its subset only, paired arms,
+bad input before any training, and the whole command in quick mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monai_gan_aug.data.samplers import PairedOrderSampler
+from monai_gan_aug.evaluation import benefit as B
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from monai_gan_aug.data.demo import make_demo_dataset
+
+    return str(make_demo_dataset(tmp_path_factory.mktemp("demo"), spatial_dims=2, seed=0, n_patients=10,
+                                 slices_per_patient=2, image_size=32))
+
+
+def _items(n_patients, per=2):
+    return [{"image": f"/data/P{p}_{s}.nii", "patient": f"P{p}"} for p in range(n_patients) for s in range(per)]
+
+
+def test_nested_patient_subsets():
+    items = _items(20)
+    subsets = B.nested_patient_subsets(items, [1.0, 0.25, 0.5], seed=3)
+    assert list(subsets) == [0.25, 0.5, 1.0]
+    pats = {f: {i["patient"] for i in s} for f, s in subsets.items()}
+    assert [len(p) for p in pats.values()] == [5, 10, 20]
+    assert pats[0.25] <= pats[0.5] <= pats[1.0]
+    for f, s in subsets.items():  # whole patients: both slices of every chosen patient
+        assert len(s) == 2 * len(pats[f])
+    assert B.nested_patient_subsets(items, [0.25], seed=3)[0.25] == subsets[0.25]  # same seed, same subset
+    assert {i["patient"] for i in B.nested_patient_subsets(items, [0.25], seed=4)[0.25]} != pats[0.25]
+    for bad in (0.0, 1.5, -0.1, True):
+        with pytest.raises(B.BenefitError, match=r"\(0, 1\]"):
+            B.nested_patient_subsets(items, [bad])
+
+
+def test_paired_order_keeps_the_real_order():
+    real_only = PairedOrderSampler(10, 10, seed=5)
+    with_added = PairedOrderSampler(10, 25, seed=5)
+    for epoch in range(3):
+        a = real_only.order(epoch)
+        b = [i for i in with_added.order(epoch) if i < 10]
+        assert a == b and sorted(a) == list(range(10))
+        assert sorted(with_added.order(epoch)) == list(range(25))
+    assert PairedOrderSampler(10, 10, seed=6).order(0) != real_only.order(0)
+    assert list(iter(real_only)) == real_only.order(0) and list(iter(real_only)) == real_only.order(1)
+
+
+def test_generator_datalist_refuses_outside_files(tmp_path):
+    subset = [{"image": str(tmp_path / "a.nii"), "label": str(tmp_path / "a_l.nii")}]
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"training": subset}))
+    B.check_generator_data(good, subset)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"training": subset + [{"image": str(tmp_path / "poison.nii")}]}))
+    with pytest.raises(B.BenefitError, match="poison.nii"):
+        B.check_generator_data(bad, subset)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"training": subset, "test": subset}))
+    with pytest.raises(B.BenefitError, match="'training' list only"):
+        B.check_generator_data(other, subset)
+
+
+def test_bad_input_fails_before_training(demo, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(B, "train_and_generate", lambda *a, **k: calls.append(a))
+    monkeypatch.setitem(B.TASKS, "detection", B.SegmentationTask)  # a task that pix2pix does not serve
+    with pytest.raises(B.BenefitError, match="cannot serve the detection"):
+        B.run_benefit("pix2pix", "detection", demo, tmp_path)
+    with pytest.raises(B.BenefitError, match="unknown task"):
+        B.run_benefit("pix2pix", "nope", demo, tmp_path)
+    with pytest.raises(B.BenefitError, match="no benefit protocol"):
+        B.run_benefit("dcgan", "segmentation", demo, tmp_path)
+    with pytest.raises(B.BenefitError, match=r"\(0, 1\]"):
+        B.run_benefit("pix2pix", "segmentation", demo, tmp_path, fractions=[0.5, 2.0], quick=True)
+    data = json.loads(Path(demo).read_text())
+    for item in data["training"]:
+        item.pop("label")
+    no_labels = tmp_path / "no_labels.json"
+    base = Path(demo).parent
+    for split in ("training", "validation", "test"):
+        for item in data[split]:
+            for k in ("image", "label", "tissue"):
+                if k in item:
+                    item[k] = str(base / item[k])
+    no_labels.write_text(json.dumps(data))
+    with pytest.raises(B.BenefitError, match="no 'label'"):
+        B.run_benefit("pix2pix", "segmentation", str(no_labels), tmp_path, quick=True)
+    assert not calls and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end(demo, tmp_path, monkeypatch):
+    """The whole command on tiny sizes: the generator of the small row loads only its subset's files, the arms are
+    paired, the report has every arm with a verdict, and a second call reuses every run."""
+    from monai_gan_aug.data import loading
+    from monai_gan_aug.evaluation import segmentation
+
+    loaded: list[str] = []
+    phase = {"generator": False}
+    original_call = loading.LoadMedicalImage.__call__
+
+    def spy(self, filename, reader=None):
+        if phase["generator"]:
+            loaded.append(str(filename))
+        return original_call(self, filename, reader)
+
+    monkeypatch.setattr(loading.LoadMedicalImage, "__call__", spy)
+    original_tg = B.train_and_generate
+    per_row_files = []
+
+    def tracked(bundle, subset, n, work, *a, **k):
+        loaded.clear()
+        phase["generator"] = True
+        try:
+            return original_tg(bundle, subset, n, work, *a, **k)
+        finally:
+            phase["generator"] = False
+            per_row_files.append(({str(Path(i["image"]).resolve()) for i in subset}, set(loaded)))
+
+    monkeypatch.setattr(B, "train_and_generate", tracked)
+    seen = []
+    original_fit = segmentation.fit_supervised
+
+    def fit(network, train_data, *a, n_real=None, seed=0, **k):
+        init = float(sum(p.double().sum() for p in network.parameters()))
+        order = [i for i in PairedOrderSampler(n_real, len(train_data), seed).order(0) if i < n_real]
+        first_real = [float(train_data[i]["image"].sum()) for i in order]
+        seen.append((seed, n_real, init, first_real))
+        return original_fit(network, train_data, *a, n_real=n_real, seed=seed, **k)
+
+    monkeypatch.setattr(segmentation, "fit_supervised", fit)
+    out = tmp_path / "benefit"
+    report = B.run_benefit("pix2pix", "segmentation", demo, out, fractions=[0.5, 1.0], seeds=[0, 1], quick=True,
+                           n_boot=200, progress=False)
+    # the small row's generator read only its subset (the poison: every other training patient's files)
+    small_subset, small_loaded = per_row_files[0]
+    assert small_loaded and {str(Path(f).resolve()) for f in small_loaded if "/images/" in f} <= small_subset
+    all_train = {str((Path(demo).parent / i["image"]).resolve()) for i in json.loads(Path(demo).read_text())["training"]}
+    assert all_train - small_subset, "the small subset must leave patients out for the test to mean anything"
+    assert not ({str(Path(f).resolve()) for f in small_loaded} & (all_train - small_subset))
+    # paired: per (seed, real size) one initialisation and one real order across the 5 arms
+    by_key: dict = {}
+    for seed, n_real, init, first_real in seen:
+        by_key.setdefault((seed, n_real), set()).add((init, tuple(first_real)))
+    assert len(seen) == 2 * 5 * 2 and all(len(v) == 1 for v in by_key.values())
+    arms = [a["name"] for a in report["arms"]]
+    assert arms == ["real", "real+classic", "real+copy_paste", "real+gan x1", "real+gan x1+classic"]
+    for row in report["rows"]:
+        for name, entry in row["arms"].items():
+            assert np.isfinite(entry["dice_all"]["mean"])
+            if name != "real+classic":
+                assert entry["dice"]["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")
+    for ext in ("json", "md", "png"):
+        assert (out / f"benefit_segmentation.{ext}").is_file()
+    assert "Verdict" in (out / "benefit_segmentation.md").read_text()
+    # resume: nothing is trained again
+    seen.clear()
+    again = B.run_benefit("pix2pix", "segmentation", demo, out, fractions=[0.5, 1.0], seeds=[0, 1], quick=True,
+                          n_boot=200, progress=False)
+    assert not seen and again["rows"][0]["arms"]["real"]["dice_all"] == report["rows"][0]["arms"]["real"]["dice_all"]
