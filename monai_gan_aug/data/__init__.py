@@ -4,9 +4,24 @@
 from __future__ import annotations
 
 from .collate import RAGGED_KEYS, gan_collate
-from .datalist import build_datalist_from_csv, build_datalist_from_folder, check_datalist, load_datalist, split_datalist
+from .datalist import (
+    build_datalist_from_csv,
+    build_datalist_from_folder,
+    check_datalist,
+    load_datalist,
+    screen_images,
+    split_datalist,
+)
 from .errors import DatalistError, ImageReadError, InvalidBoxesError
-from .loading import LoadMedicalImage, LoadMedicalImageD, LoadMedicalImaged, LoadMedicalImageDict
+from .loader import fit_batch_size
+from .loading import (
+    BadImageError,
+    LoadMedicalImage,
+    LoadMedicalImageD,
+    LoadMedicalImaged,
+    LoadMedicalImageDict,
+    image_problem,
+)
 from .mix import (
     FolderSource,
     GeneratorSource,
@@ -31,6 +46,10 @@ __all__ = [
     "load_datalist",
     "split_datalist",
     "check_datalist",
+    "screen_images",
+    "image_problem",
+    "fit_batch_size",
+    "BadImageError",
     "DatalistError",
     "ImageReadError",
     "InvalidBoxesError",

@@ -12,7 +12,10 @@ here returns items with absolute paths, so they can be handed to ``monai.data.Da
 - ``None``: the embedded demo dataset (:func:`monai_gan_aug.data.demo.get_demo_datalist`).
 
 :func:`check_datalist` turns the usual data mistakes (a missing or empty file, a mask without an image, a box
-outside its image) into one clear error before any worker process starts.
+outside its image) into one clear error before any worker process starts; :func:`load_datalist` runs it on every
+split of the source, not only the one requested. :func:`screen_images` (``load_datalist(..., bad_images=...)``)
+reads every image once and refuses, or skips with a warning, the ones a network cannot learn from (NaN/infinite
+values, one constant value, a degenerate shape).
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ import numpy as np
 from monai.data import load_decathlon_datalist
 from monai.utils import optional_import
 
-from monai_gan_aug.data.errors import DatalistError, InvalidBoxesError
-from monai_gan_aug.data.readers import DICOM_SUFFIXES, has_dicom_magic
+from monai_gan_aug.data.errors import DatalistError, ImageReadError, InvalidBoxesError
+from monai_gan_aug.data.loading import BAD_IMAGE_HINT, BadImageError, LoadMedicalImage, image_problem
+from monai_gan_aug.data.readers import DICOM_SUFFIXES, group_by_orientation, has_dicom_magic
 
 pydicom, has_pydicom = optional_import("pydicom")
 nib, has_nib = optional_import("nibabel")
 PILImage, has_pil = optional_import("PIL.Image")
 
 __all__ = [
+    "BAD_IMAGE_MODES",
     "IMAGE_SUFFIXES",
     "LABEL_FOLDER_NAMES",
     "LABEL_SUFFIXES",
@@ -48,6 +53,7 @@ __all__ = [
     "check_datalist",
     "load_datalist",
     "read_spatial_shape",
+    "screen_images",
     "split_datalist",
 ]
 
@@ -62,6 +68,8 @@ LABEL_FOLDER_NAMES = ("labels", "label", "masks", "mask")
 #: File-name endings (before the suffix) that mark a mask of the file without them: ``case1_seg.nii.gz``.
 LABEL_SUFFIXES = ("_seg", "_label", "_mask")
 PATH_KEYS = ("image", "label", "tissue")
+#: Values of ``bad_images``: refuse the datalist, or leave the bad images out with a warning.
+BAD_IMAGE_MODES = ("raise", "skip")
 DATALIST_FILENAMES = ("datalist.json", "dataset.json")
 
 
@@ -314,6 +322,19 @@ def _images_to_items(images: list[tuple[Path, str, Any]], spatial_dims: int) -> 
             items.append({"image": str(path)})
         elif spatial_dims == 2:
             items.append({"image": str(path)})
+    for (parent, uid), members in list(series.items()):
+        groups = group_by_orientation([info for _, info in members])
+        if len(groups) > 1:
+            kept = [g for g in groups if len(g) > 1]
+            warnings.warn(
+                f"{parent}: DICOM series {uid or '<no uid>'} has slices in {len(groups)} different orientations "
+                f"(ImageOrientationPatient); it is split into one volume per orientation ({len(kept)} with two or more "
+                "slices kept, single slices left out).",
+                stacklevel=3,
+            )
+            del series[(parent, uid)]
+            for j, g in enumerate(groups):
+                series[(parent, f"{uid}#orientation{j}")] = [members[i] for i in g]
     for (parent, _uid), members in series.items():
         if len(members) < 2:
             continue
@@ -588,12 +609,17 @@ def load_datalist(
     test_fraction: float = 0.1,
     seed: int = 0,
     check: bool = True,
+    bad_images: str | None = None,
 ) -> list[dict]:
     """Load one split of a dataset as a list of dicts with absolute paths.
 
     ``dataset_dir`` may be ``None`` (the embedded demo dataset for ``spatial_dims``), a ``.json`` datalist, a
     folder holding ``datalist.json`` or ``dataset.json``, a ``.csv``, or a plain folder (scanned with
     :func:`build_datalist_from_folder`).
+
+    Items of a folder scan carry ``patient`` when DICOM names one; when some items of the returned list have
+    ``patient``, the others get their image path as ``patient`` (each its own patient, as an item without one is in
+    a split), so that batches collate.
 
     Splits: a JSON with several non-empty lists among ``training``/``validation``/``test`` returns the requested
     list. A source with a single non-empty list (a JSON with one list, a CSV, a scanned folder) is the pool of a deterministic patient-level
@@ -608,14 +634,21 @@ def load_datalist(
         val_fraction: validation fraction of a single-list split.
         test_fraction: test fraction of a single-list split.
         seed: seed of a single-list split.
-        check: run :func:`check_datalist` on the result.
+        check: run :func:`check_datalist` on every split of the source (so a box outside its image in the
+            validation or test list stops training before it starts), not only on the one returned.
+        bad_images: ``None`` (default): the images are not read here. ``"raise"``: read every image of the returned
+            split (:func:`screen_images`) and raise :class:`BadImageError` listing those with NaN/infinite values,
+            one constant value or a degenerate shape. ``"skip"``: leave those images out with a warning.
 
     Raises:
         DatalistError: for a missing source, an unknown split, or failed checks.
         InvalidBoxesError: for boxes outside their image (when ``check``).
+        BadImageError: for bad images with ``bad_images="raise"``, or when ``"skip"`` would leave none.
     """
     if split not in (*SPLITS, "all"):
         raise DatalistError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}.")
+    if bad_images is not None and bad_images not in BAD_IMAGE_MODES:
+        raise DatalistError(f"bad_images must be one of {BAD_IMAGE_MODES} or None, got {bad_images!r}.")
     if spatial_dims not in (2, 3):
         raise DatalistError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -642,10 +675,88 @@ def load_datalist(
         lists = {"all": build_datalist_from_csv(source)}
     else:
         raise DatalistError(f"{source}: not a datalist; pass a .json, a .csv, or a folder.")
-    items = _select_split(lists, split, str(source), val_fraction, test_fraction, seed)
     if check:
-        check_datalist(items, spatial_dims=spatial_dims)
+        for key, members in lists.items():
+            try:
+                check_datalist(members, spatial_dims=spatial_dims)
+            except (DatalistError, InvalidBoxesError) as e:
+                where = f"{source}" + ("" if key == "all" else f", '{key}' list")
+                raise type(e)(f"{where}: {e}") from None
+    items = _select_split(lists, split, str(source), val_fraction, test_fraction, seed)
+    if any("patient" in item for item in items):
+        # one key set for every item: a batch that mixes items with and without 'patient' cannot be collated. An
+        # item without a patient is its own patient (as in split_datalist), named after its image
+        items = [item if "patient" in item else {**item, "patient": str(item.get("image", ""))} for item in items]
+    if bad_images is not None:
+        items = screen_images(items, spatial_dims=spatial_dims, bad_images=bad_images)
     return items
+
+
+def _image_name(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"{value[0]} (+{len(value) - 1} more files)" if len(value) > 1 else str(value[0]) if value else "[]"
+    return str(value)
+
+
+def screen_images(
+    items: Sequence[dict], spatial_dims: int = 2, bad_images: str = "raise", key: str = "image"
+) -> list[dict]:
+    """Read every ``key`` image of ``items`` once and refuse or leave out those a network cannot learn from.
+
+    An image is bad when it cannot be read (:class:`ImageReadError`) or
+    :func:`~monai_gan_aug.data.loading.image_problem` finds a problem: fewer than ``spatial_dims`` axes longer than
+    one pixel (a ``(1, 1, 1)`` placeholder), NaN or infinite values, or one constant value everywhere. This reads
+    the pixels, so it costs one extra read of the dataset before training; in exchange a bad file is reported by
+    name before any dataset is cached, any iteration runs or any checkpoint is written.
+
+    Args:
+        items: the datalist (items without ``key`` are kept as they are).
+        spatial_dims: 2 or 3: the spatial dims the training images need.
+        bad_images: ``"raise"``: raise :class:`BadImageError` listing every bad image; ``"skip"``: return the items
+            without them and warn, naming each file and its problem.
+        key: the item key holding the image path.
+
+    Returns:
+        the items whose image passed (all of them with ``"raise"``).
+
+    Raises:
+        BadImageError: with ``"raise"`` when an image is bad; with ``"skip"`` when every image is bad.
+    """
+    if bad_images not in BAD_IMAGE_MODES:
+        raise DatalistError(f"bad_images must be one of {BAD_IMAGE_MODES}, got {bad_images!r}.")
+    loader = LoadMedicalImage(image_only=True, check_image=False)
+    kept: list[dict] = []
+    bad: list[str] = []
+    for item in items:
+        if key not in item:
+            kept.append(item)
+            continue
+        try:
+            problem = image_problem(loader(item[key]), spatial_dims=spatial_dims, allow_constant=False)
+            if problem:
+                problem = f"{_image_name(item[key])}: {problem}"
+        except (ImageReadError, BadImageError) as e:
+            problem = str(e)
+        if problem:
+            bad.append(problem)
+        else:
+            kept.append(item)
+    if not bad:
+        return list(items)
+    listing = "\n  ".join(bad[:20]) + (f"\n  (and {len(bad) - 20} more)" if len(bad) > 20 else "")
+    if bad_images == "raise":
+        raise BadImageError(f"{len(bad)} of {len(items)} images cannot be trained on:\n  {listing}\n{BAD_IMAGE_HINT}")
+    if not kept:
+        raise BadImageError(
+            f"all {len(items)} images are bad, so bad_images='skip' leaves nothing to train on:\n  {listing}\n"
+            "Fix the files, or point --dataset_dir at another dataset."
+        )
+    warnings.warn(
+        f"bad_images='skip': left out {len(bad)} of {len(items)} images, training on the other {len(kept)}:\n  "
+        f"{listing}",
+        stacklevel=2,
+    )
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------- checks

@@ -792,9 +792,15 @@ def write_synthetic_set(
     ``GanGenerationEvaluator`` -> ``SyntheticWriter``) for an unconditional generator; returns the folder, ready for
     :class:`FolderSource`. ``checkpoint`` is loaded into ``network`` (EMA weights preferred) and recorded.
 
+    The manifest is updated after every batch. A partial set left in ``output_dir`` by an interrupted call is
+    resumed (only the missing samples are written) when ``checkpoint`` (its sha256), ``seed``, ``num_samples`` and
+    ``formats`` match; ``overwrite=True`` deletes the set already there first (never files it did not write).
+
     Raises:
         MissingCheckpointError: ``checkpoint`` does not exist.
-        FileExistsError: ``output_dir`` holds files and ``overwrite`` is False.
+        FileExistsError: ``output_dir`` holds a complete set, or a partial set this call cannot resume, and
+            ``overwrite`` is False; or it holds files that no ``SyntheticWriter`` wrote.
+        DiskSpaceError: the set would not fit on the disk (checked before the first file is written).
     """
     from monai.data import DataLoader
 
@@ -810,7 +816,8 @@ def write_synthetic_set(
             raise MissingCheckpointError(f"write_synthetic_set: generator checkpoint {checkpoint!r} not found.")
         load_generator_weights(network, checkpoint, name=getattr(objective, "generator_name", "generator"))
     writer = SyntheticWriter(
-        output_dir, formats=formats, checkpoint=checkpoint, reference_image=reference_image, overwrite=overwrite
+        output_dir, formats=formats, checkpoint=checkpoint, reference_image=reference_image, overwrite=overwrite,
+        setting_name="output_dir",
     )
     loader = DataLoader(SeedDataset(num_samples, seed), batch_size=batch_size, shuffle=False, num_workers=0)
     evaluator = GanGenerationEvaluator(torch.device(device), loader, network, objective, handlers=[writer])

@@ -42,7 +42,9 @@ pydicom, has_pydicom = optional_import("pydicom")
 __all__ = [
     "DICOM_SUFFIXES",
     "LUMA_WEIGHTS",
+    "ORIENTATION_TOLERANCE",
     "DicomReader",
+    "group_by_orientation",
     "has_dicom_magic",
     "is_dicom_file",
     "list_dicom_files",
@@ -53,6 +55,8 @@ __all__ = [
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 #: ITU-R BT.601 luma weights for R, G, B, used for every colour -> grayscale conversion in this package.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: Largest difference of a direction cosine (``ImageOrientationPatient``) between slices of one stacked volume.
+ORIENTATION_TOLERANCE = 1e-3
 
 _PATH_TYPES = (str, os.PathLike)
 
@@ -107,6 +111,40 @@ def rgb_to_luma(arr: np.ndarray, axis: int = -1) -> np.ndarray:
     rgb = np.take(arr, [0, 1, 2], axis=axis).astype(np.float32)
     weights = np.asarray(LUMA_WEIGHTS, dtype=np.float32)
     return np.moveaxis(rgb, axis, -1) @ weights
+
+
+def _header_orientation(ds: Any) -> np.ndarray | None:
+    value = ds.get("ImageOrientationPatient")
+    if value is None:
+        value = _functional_attr(ds, "PlaneOrientationSequence", "ImageOrientationPatient", 0)
+    if value is None or len(value) != 6:
+        return None
+    iop = np.asarray([float(v) for v in value])
+    return iop if np.all(np.isfinite(iop)) and np.linalg.norm(iop[:3]) > 0 and np.linalg.norm(iop[3:]) > 0 else None
+
+
+def group_by_orientation(datasets: Sequence[Any], tolerance: float = ORIENTATION_TOLERANCE) -> list[list[int]]:
+    """Indices of ``datasets`` grouped by ``ImageOrientationPatient``, in order of first appearance.
+
+    Two slices share a group when every direction cosine differs by at most ``tolerance``; slices without a valid
+    orientation form one group of their own.
+
+    Args:
+        datasets: pydicom datasets (headers are enough).
+        tolerance: largest difference of a direction cosine within a group.
+    """
+    groups: list[tuple[np.ndarray | None, list[int]]] = []
+    for i, ds in enumerate(datasets):
+        iop = _header_orientation(ds)
+        for ref, members in groups:
+            if (ref is None and iop is None) or (
+                ref is not None and iop is not None and float(np.max(np.abs(ref - iop))) <= tolerance
+            ):
+                members.append(i)
+                break
+        else:
+            groups.append((iop, [i]))
+    return [members for _, members in groups]
 
 
 @dataclass
@@ -171,6 +209,10 @@ class DicomReader(ImageReader):
     Series: the slices of a folder or a list of files are sorted by ``ImagePositionPatient`` projected on the slice
     normal (``ImageOrientationPatient`` row x column cosines), else by ``InstanceNumber``, else by file name.
     Files that belong to several ``SeriesInstanceUID`` raise :class:`ImageReadError` unless ``series_uid`` picks one.
+    Slices whose ``ImageOrientationPatient`` differ (by more than ``ORIENTATION_TOLERANCE`` in any direction
+    cosine, or present on some slices only) are separate planes, such as a localizer, not one volume: they raise
+    :class:`ImageReadError` naming the orientations found and their files, instead of being stacked with wrong
+    slice positions.
 
     Metadata: ``filename_or_obj``, ``affine``, ``original_affine``, ``spatial_shape``, ``spacing``, ``space``,
     ``original_channel_dim``, the tags ``Modality``, ``PhotometricInterpretation`` (as stored, before any
@@ -315,6 +357,7 @@ class DicomReader(ImageReader):
             if not is_volume:
                 arr = arr[:, :, 0]
         else:
+            self._check_orientations(img.name, datasets, files)
             order = self._sort_slices(datasets, files)
             datasets = [datasets[i] for i in order]
             files = [files[i] for i in order]
@@ -364,6 +407,28 @@ class DicomReader(ImageReader):
                 f"{filename}: cannot parse the DICOM header ({type(e).__name__}: {e}); the file is corrupt or "
                 "truncated. Re-export or re-download it, or remove it from the datalist."
             ) from None
+
+    @staticmethod
+    def _check_orientations(source: str, datasets: list, files: list[str]) -> None:
+        groups = group_by_orientation(datasets)
+        if len(groups) < 2:
+            return
+        found = []
+        for members in groups:
+            iop = _header_orientation(datasets[members[0]])
+            cosines = "missing" if iop is None else "[" + ", ".join(f"{v:.4g}" for v in iop) + "]"
+            names = [Path(files[i]).name for i in members]
+            found.append(f"{cosines}: {len(names)} file(s) {names[:3]}{' ...' if len(names) > 3 else ''}")
+        if len(found) > 10:
+            found = [*found[:10], f"(and {len(found) - 10} more orientations)"]
+        where = source if Path(source).is_dir() else f"{source} and {len(files) - 1} other file(s)"
+        raise ImageReadError(
+            f"{where}: the {len(files)} slices of this DICOM series have {len(groups)} different orientations "
+            "(ImageOrientationPatient):\n  " + "\n  ".join(found) + "\nThey are separate planes (e.g. a localizer or "
+            "a radial acquisition), not one volume, and stacking them would put the slices in wrong places. Use its "
+            "files as 2D images (spatial_dims=2, one datalist item per file), or list only the files of one "
+            "orientation in the datalist item."
+        )
 
     def _select_series(self, source: str, files: list[str], datasets: list) -> list[str]:
         uids: dict[str, list[str]] = {}
@@ -492,13 +557,7 @@ class DicomReader(ImageReader):
 
     @staticmethod
     def _orientation(ds: Any) -> np.ndarray | None:
-        value = ds.get("ImageOrientationPatient")
-        if value is None:
-            value = _functional_attr(ds, "PlaneOrientationSequence", "ImageOrientationPatient", 0)
-        if value is None or len(value) != 6:
-            return None
-        iop = np.asarray([float(v) for v in value])
-        return iop if np.all(np.isfinite(iop)) and np.linalg.norm(iop[:3]) > 0 and np.linalg.norm(iop[3:]) > 0 else None
+        return _header_orientation(ds)
 
     @staticmethod
     def _position(ds: Any, frame: int = 0) -> np.ndarray | None:

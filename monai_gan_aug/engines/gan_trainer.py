@@ -32,7 +32,8 @@ from ignite.engine import Events
 from monai.engines import Trainer
 from torch.optim import Optimizer
 
-from monai_gan_aug.engines.utils import RandomStates, StateDictGroup, dist_info, resolve_amp
+from monai_gan_aug.data.loader import fit_batch_size
+from monai_gan_aug.engines.utils import DataPipelineState, RandomStates, StateDictGroup, dist_info, resolve_amp
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
 from monai_gan_aug.utils.enums import GanKeys
 from monai_gan_aug.utils.misc import as_bool
@@ -127,6 +128,8 @@ class GanTrainer(Trainer):
             raise ValueError(f"max_iterations must be >= 1, got {max_iterations}.")
         if nonfinite_check_interval < 1:
             raise ValueError(f"nonfinite_check_interval must be >= 1, got {nonfinite_check_interval}.")
+        # a dataset smaller than one batch with drop_last=True would yield no batch: train with smaller batches
+        train_data_loader = fit_batch_size(train_data_loader)
 
         self.networks = torch.nn.ModuleDict(dict(networks))
         self.optimizers = dict(optimizers)
@@ -210,15 +213,25 @@ class GanTrainer(Trainer):
                     f"{list(self.optimizers)}). Check the 'networks'/'optimizers' sections of the config."
                 )
 
+    @property
+    def data_state(self) -> DataPipelineState:
+        """Position of the training data pipeline (random streams at the start of the current pass over the loader,
+        batches taken since), checkpointed so a resumed run continues the interrupted epoch with the same batches."""
+        state = self.__dict__.get("_data_state")
+        if state is None:
+            state = self.__dict__["_data_state"] = DataPipelineState()
+        return state
+
     def checkpoint_objects(self) -> dict[str, Any]:
         """Everything an exact resume needs: engine counters, networks, optimizers, EMA, scalers, objective
-        state and the random streams."""
+        state, the global random streams and the data pipeline's position (see :class:`DataPipelineState`)."""
         objects: dict[str, Any] = {
             "trainer": self,
             "networks": self.networks,
             "optimizers": StateDictGroup(self.optimizers),
             "objective": self.objective,
             "rng": RandomStates(),
+            "data": self.data_state,
         }
         if len(self.ema_networks):
             objects["ema"] = self.ema_networks
@@ -228,11 +241,44 @@ class GanTrainer(Trainer):
         return objects
 
     def run(self) -> None:  # type: ignore[override]
-        """Train; calling again continues from the current state (the base class's ``run`` minus its scaler)."""
-        super(Trainer, self).run()
+        """Train; calling again continues from the current state (the base class's ``run`` minus its scaler).
+
+        Raises:
+            RuntimeError: when the run did no iteration although training was not complete (an empty data loader,
+                e.g. every batch dropped by ``drop_last``), instead of ending as if it had trained.
+        """
+        done = [0]
+
+        def _count(_engine: Any) -> None:
+            done[0] += 1
+
+        self.add_event_handler(Events.ITERATION_COMPLETED, _count)
+        try:
+            super(Trainer, self).run()
+        finally:
+            self.remove_event_handler(_count, Events.ITERATION_COMPLETED)
+        if done[0] == 0 and not self._at_end():
+            try:
+                batches = len(self.data_loader)  # type: ignore[arg-type]
+            except TypeError:
+                batches = None
+            dataset = getattr(self.data_loader, "dataset", None)
+            try:
+                items = len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+            except TypeError:
+                items = None
+            raise RuntimeError(
+                f"training did no iteration: the data loader yielded {batches if batches is not None else 'no'} "
+                f"batch(es) per epoch (dataset of {items if items is not None else 'unknown'} item(s), batch_size="
+                f"{getattr(self.data_loader, 'batch_size', '?')}, drop_last={getattr(self.data_loader, 'drop_last', '?')}"
+                "), so nothing was trained. Check --dataset_dir (its training split must hold images) and --batch_size "
+                "(at most the number of training items when drop_last is set)."
+            )
 
     # ------------------------------------------------------------------ events
     def _on_started(self, engine: Any) -> None:
+        if self.state.dataloader is not None:  # record each pass over the data for an exact resume
+            self.state.dataloader = self.data_state.wrap(self.state.dataloader)
         if self.max_iterations is not None and self.state.iteration >= self.max_iterations:
             logger.info("Already trained for %d iterations (max_iterations=%d).", self.state.iteration, self.max_iterations)
             self.terminate()

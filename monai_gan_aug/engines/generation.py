@@ -62,7 +62,8 @@ def load_generator_weights(
             f"generator checkpoint {checkpoint!r} not found. Train first (configs/train.json) or pass --checkpoint PATH."
         )
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        from monai_gan_aug.utils.checkpoint_io import load_checkpoint  # weights_only: never runs code from the file
+        state = load_checkpoint(checkpoint)
     except Exception as err:
         raise ValueError(f"cannot read checkpoint {checkpoint} ({type(err).__name__}: {err}).") from err
     sd = None

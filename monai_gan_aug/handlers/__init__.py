@@ -7,7 +7,7 @@ from .checkpoint import GanCheckpointHandler
 from .progress import GanProgressBar, TrainingSummary
 from .sample_grid import SampleGridSaver
 from .settings import TrainingSettingsSaver
-from .writer import SyntheticWriter, config_hash, file_sha256, reference_affine
+from .writer import DiskSpaceError, SyntheticWriter, config_hash, file_sha256, reference_affine
 
 __all__ = [
     "GanCheckpointHandler",
@@ -16,6 +16,7 @@ __all__ = [
     "SampleGridSaver",
     "TrainingSettingsSaver",
     "SyntheticWriter",
+    "DiskSpaceError",
     "config_hash",
     "file_sha256",
     "reference_affine",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,15 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 
 from monai_gan_aug.engines.utils import CHECKPOINT_PREFIX, checkpoint_iteration, dist_info, find_latest_checkpoint
+from monai_gan_aug.utils.checkpoint_io import CheckpointError, UnsafeCheckpointError, load_checkpoint
 from monai_gan_aug.utils.misc import as_bool
 
 __all__ = ["GanCheckpointHandler"]
 
 logger = logging.getLogger(__name__)
+
+#: checkpoint entries a file may lack (written before they existed); resuming without them is not exact
+_OPTIONAL_ENTRIES = ("data",)
 
 
 class GanCheckpointHandler:
@@ -24,9 +29,13 @@ class GanCheckpointHandler:
     newest checkpoint in ``save_dir`` when training starts.
 
     Files are ``checkpoint_<iteration>.pt`` written atomically (temporary file then rename), so a run killed at
-    any moment (even SIGKILL) leaves the previous checkpoints intact. The ``n_saved`` newest are kept. When
-    training stops with an exception (a non-finite loss, Ctrl-C) the state at that moment is written as
-    ``<reason>_<iteration>.pt`` beside them; it is never picked for resume.
+    any moment (even SIGKILL) leaves the previous checkpoints intact. The ``n_saved`` newest in the folder are kept,
+    also those of an earlier run that this one resumed: older ones are deleted only after a newer one was written.
+    When training stops with an exception (a non-finite loss, Ctrl-C) the state at that moment is written as
+    ``<reason>_<iteration>.pt`` beside them; it is never picked for resume nor deleted.
+
+    Checkpoints are read with ``torch.load(weights_only=True)`` (:func:`~monai_gan_aug.utils.load_checkpoint`): a
+    file holding anything else than tensors and plain values is refused, never executed.
 
     Args:
         save_dir: checkpoint folder.
@@ -49,9 +58,11 @@ class GanCheckpointHandler:
     ) -> None:
         if save_interval < 0:
             raise ValueError(f"save_interval must be >= 0, got {save_interval}.")
+        if n_saved is not None and int(n_saved) < 1:
+            raise ValueError(f"n_saved must be >= 1 (or None to keep all checkpoints), got {n_saved}.")
         self.save_dir = Path(save_dir)
         self.save_interval = int(save_interval)
-        self.n_saved = n_saved
+        self.n_saved = None if n_saved is None else int(n_saved)
         self.resume = as_bool(resume, "resume")
         self.objects = objects
         self.load_path = Path(load_path) if load_path else None
@@ -68,7 +79,7 @@ class GanCheckpointHandler:
             DiskSaver(str(self.save_dir), require_empty=False, atomic=True, create_dir=True),
             filename_prefix="",
             filename_pattern=CHECKPOINT_PREFIX + "_{global_step}.{ext}",
-            n_saved=self.n_saved,
+            n_saved=None,  # pruned by _prune after each save: ignite deletes before writing and knows only its files
             global_step_transform=lambda e, _: e.state.iteration,
             save_on_rank=0,
         )
@@ -82,17 +93,32 @@ class GanCheckpointHandler:
         if getattr(engine, "check_finite", None) is not None:
             engine.check_finite()  # never write a regular checkpoint holding NaNs
         self._checkpoint(engine)
+        self._prune(self._checkpoint.last_checkpoint)
+
+    def _prune(self, written: str | None) -> None:
+        """Keep the ``n_saved`` regular checkpoints of the folder with the highest iterations (whichever run wrote
+        them), never the one just ``written``; ``nonfinite_*`` / ``interrupted_*`` files are not touched."""
+        if self.n_saved is None or self.rank != 0 or not self.save_dir.is_dir():
+            return
+        found = sorted((it, p) for p in self.save_dir.iterdir() if (it := checkpoint_iteration(p)) is not None)
+        keep = Path(written).name if written else None
+        for _, p in found[: max(0, len(found) - self.n_saved)]:
+            if p.name != keep:
+                p.unlink(missing_ok=True)
 
     def _save_final(self, engine: Engine) -> None:
-        last = self._checkpoint.last_checkpoint
+        last = self._checkpoint.last_checkpoint or self.resumed_from
         if last is not None and checkpoint_iteration(last) == engine.state.iteration:
             return
         self._save(engine)
 
     def _save_on_exception(self, engine: Engine, e: Exception) -> None:
         reason = "nonfinite" if type(e).__name__ == "NonFiniteLossError" else "interrupted"
-        last = self._checkpoint.last_checkpoint
+        last = self._checkpoint.last_checkpoint or self.resumed_from
         newer = engine.state.iteration > (checkpoint_iteration(last) or 0) if last is not None else engine.state.iteration > 0
+        if getattr(self, "_saved_for", None) is e:  # ignite fires EXCEPTION_RAISED once per run level
+            raise e
+        self._saved_for = e
         if self.rank == 0 and (reason == "nonfinite" or newer):
             self.save_dir.mkdir(parents=True, exist_ok=True)
             path = self.save_dir / f"{reason}_{engine.state.iteration}.pt"
@@ -115,15 +141,26 @@ class GanCheckpointHandler:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist.")
         try:
-            ckpt = torch.load(path, map_location=engine.state.device, weights_only=False)
-        except Exception as err:  # a truncated or foreign file
-            raise ValueError(
-                f"cannot read checkpoint {path} ({type(err).__name__}: {err}). Delete it to resume from the one "
-                "before, or pass another --output_dir."
-            ) from err
+            ckpt = load_checkpoint(path, map_location=engine.state.device)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as err:  # a truncated or foreign file
+            raise CheckpointError(f"{err} Delete it to resume from the one before, or pass another --output_dir.") from err
+        if not isinstance(ckpt, Mapping):
+            raise CheckpointError(
+                f"checkpoint {path} holds a {type(ckpt).__name__}, not the entries GanCheckpointHandler writes. Delete "
+                "it to resume from the one before, or pass another --output_dir."
+            )
+        absent = [k for k in _OPTIONAL_ENTRIES if k in self.objects and k not in ckpt]
+        if absent:
+            logger.warning(
+                "Checkpoint %s has no %s entry (written by an older version): training resumes, but the data order "
+                "and random transforms of the interrupted epoch differ from an uninterrupted run.", path, absent
+            )
+        to_load = {k: v for k, v in self.objects.items() if k not in absent}
         prior_max_epochs = engine.state.max_epochs
         prior_epoch_length = engine.state.epoch_length
-        Checkpoint.load_objects(to_load=self.objects, checkpoint=ckpt)
+        Checkpoint.load_objects(to_load=to_load, checkpoint=ckpt)
         engine.state.max_epochs = max(prior_max_epochs or 0, 0)
         if prior_epoch_length and engine.state.epoch_length != prior_epoch_length:
             engine.state.epoch_length = prior_epoch_length

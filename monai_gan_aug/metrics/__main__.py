@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--extractor", default="inception",
-        help="inception (local weights only) | random[:DIM] (smoke tests) | path to a TorchScript/pickled network",
+        help="inception (local weights only) | random[:DIM] (smoke tests) | path to a TorchScript network (pickled modules are refused)",
     )
     p.add_argument("--inception-weights", default=None, help="Inception-v3 weight file (default: torch hub cache)")
     p.add_argument("--out", required=True, help="result JSON path; a .md table is written beside it")

@@ -52,7 +52,8 @@ def build_extractor(
     """Extractor from a command-line spec, wrapped in :class:`PerPlaneFeatures` for 3D data and a 2D network.
 
     Specs: ``"inception"`` (local weights only), ``"random"`` / ``"random:DIM"`` (:class:`RandomConvFeatures`,
-    smoke tests only), or a path to a TorchScript file / pickled ``nn.Module`` (:class:`MonaiNetworkFeatures`).
+    smoke tests only), or a path to a TorchScript file (:class:`MonaiNetworkFeatures`; pickled modules are refused: nothing is unpickled
+    from a file).
     """
     if isinstance(spec, FeatureExtractor):
         ext = spec
@@ -65,7 +66,7 @@ def build_extractor(
         ext = MonaiNetworkFeatures(spec)
     else:
         raise ValueError(
-            f"Unknown extractor {spec!r}: use 'inception', 'random[:DIM]' or the path of a TorchScript/pickled network."
+            f"Unknown extractor {spec!r}: use 'inception', 'random[:DIM]' or the path of a TorchScript network."
         )
     if spatial_dims == 3 and ext.spatial_dims == 2:
         ext = PerPlaneFeatures(ext)

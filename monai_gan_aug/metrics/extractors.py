@@ -373,16 +373,30 @@ def _module_digest(module: nn.Module) -> str:
 
 
 def _load_network(path: Path) -> nn.Module:
+    """A TorchScript network file. Pickled ``nn.Module`` files are refused: unpickling them can execute arbitrary
+    code; a state-dict file is refused with how to pass it (``network`` = the architecture, ``checkpoint`` = the file)."""
+    from monai_gan_aug.utils.checkpoint_io import CheckpointError, UnsafeCheckpointError, load_checkpoint
+
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError):
         pass
-    obj = torch.load(path, map_location="cpu", weights_only=False)  # a pickled nn.Module: trusted files only
-    if isinstance(obj, nn.Module):
-        return obj
+    how = (
+        "Pass the architecture as `network` (e.g. monai.networks.nets.resnet18(...)) and a state-dict file as "
+        "`checkpoint` (torch.save(model.state_dict(), path)), or a TorchScript file as `network` "
+        "(torch.jit.save(torch.jit.script(model), path))."
+    )
+    try:
+        obj = load_checkpoint(path)  # weights_only=True: tells a state dict from a pickled module without running it
+    except UnsafeCheckpointError as err:
+        raise TypeError(
+            f"{path} is not a TorchScript file but pickled Python objects ({', '.join(err.globals) or 'unknown'}; a "
+            f"pickled nn.Module?), which are not loaded because unpickling them could execute arbitrary code. {how}"
+        ) from None
+    except CheckpointError as err:
+        raise TypeError(f"{path} is neither a TorchScript file nor a torch.save file ({err}). {how}") from None
     raise TypeError(
-        f"{path} holds a {type(obj).__name__} (a state dict?), not a network. Pass the architecture as `network` "
-        "(e.g. monai.networks.nets.resnet18(...)) and this file as `checkpoint`."
+        f"{path} holds a {type(obj).__name__} (a state dict?), not a TorchScript network. {how}"
     )
 
 
@@ -403,7 +417,7 @@ def _unwrap_state(state: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 class MonaiNetworkFeatures(FeatureExtractor):
-    """Features from any network: a MONAI net, a torchvision model, a TorchScript file or a pickled module.
+    """Features from any network: a MONAI net, a torchvision model (with a state-dict file) or a TorchScript file.
 
     Medical feature networks (RadImageNet 2D ResNets, MedicalNet 3D ResNets, a classifier trained on the real data)
     give features that are more meaningful for grayscale medical images than ImageNet Inception. Typical use::
@@ -413,7 +427,8 @@ class MonaiNetworkFeatures(FeatureExtractor):
                                          strict=False)  # MedicalNet weights: encoder only
 
     Args:
-        network: ``nn.Module`` or path of a TorchScript file / pickled ``nn.Module`` (trusted files only).
+        network: ``nn.Module`` or path of a TorchScript file (pickled ``nn.Module`` files are refused: they could
+            execute code; pass the architecture here and its state dict as ``checkpoint``).
         layer: name (``named_modules``) of the layer whose output are the features; ``None`` uses the network output.
             With a layer, the network output is taken as class logits (Inception Score).
         checkpoint: state-dict file loaded into ``network`` (``state_dict``/``model``/... wrappers and ``module.``

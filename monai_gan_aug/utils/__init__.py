@@ -3,8 +3,18 @@
 
 from __future__ import annotations
 
+from .checkpoint_io import CheckpointError, UnsafeCheckpointError, load_checkpoint
 from .enums import GanKeys, Provenance
 from .misc import as_bool
 from .settings import read_settings, trained_setting
 
-__all__ = ["GanKeys", "Provenance", "as_bool", "read_settings", "trained_setting"]
+__all__ = [
+    "CheckpointError",
+    "GanKeys",
+    "Provenance",
+    "UnsafeCheckpointError",
+    "as_bool",
+    "load_checkpoint",
+    "read_settings",
+    "trained_setting",
+]

@@ -19,7 +19,9 @@ from types import TracebackType
 __all__ = ["root_cause", "is_config_wrapper", "format_user_error", "install_excepthook"]
 
 #: Messages MONAI's config parser uses when it wraps an exception (monai.bundle.config_item / reference_resolver).
-_WRAPPER_PREFIXES = ("Failed to evaluate", "Failed to instantiate", "Component to instantiate must represent")
+#: and MONAI's ``apply_transform`` when a transform of a pipeline (e.g. the image loader in a CacheDataset) raises.
+_WRAPPER_PREFIXES = ("Failed to evaluate", "Failed to instantiate", "Component to instantiate must represent",
+                     "applying transform")
 _HOOK_MARK = "_monai_gan_aug_hook"
 
 
@@ -33,7 +35,8 @@ def _wrapped_by(exc: BaseException) -> BaseException | None:
 
 
 def is_config_wrapper(exc: BaseException) -> bool:
-    """Whether ``exc`` is MONAI's generic wrapper of an error raised inside a config expression or component."""
+    """Whether ``exc`` is MONAI's generic wrapper of an error raised inside a config expression or component, or
+    inside a transform applied by ``apply_transform``."""
     return isinstance(exc, RuntimeError) and str(exc).startswith(_WRAPPER_PREFIXES) and _wrapped_by(exc) is not None
 
 
@@ -59,7 +62,8 @@ def _config_expressions(exc: BaseException) -> list[str]:
         text = " ".join(str(exc).split())
         for prefix in ("Failed to evaluate ", "Failed to instantiate "):
             text = text[len(prefix):] if text.startswith(prefix) else text
-        out.append(text[:160] + ("..." if len(text) > 160 else ""))
+        if not text.startswith("applying transform"):  # a transform wrapper says nothing about the config
+            out.append(text[:160] + ("..." if len(text) > 160 else ""))
         exc = _wrapped_by(exc)  # type: ignore[assignment]
     return out
 
@@ -89,8 +93,8 @@ def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Traceback
         root = root_cause(exc)
         sys.stderr.write("".join(traceback.format_exception(type(root), root, root.__traceback__)))
         sys.stderr.write(
-            f"\n(MONAI's config parser wrapped this error in {len(_config_expressions(exc))} "
-            "'Failed to evaluate' layer(s); set MONAI_GAN_AUG_FULL_TRACEBACK=1 for the full traceback.)\n"
+            "\n(MONAI wrapped this error in its config parser / transform errors; set MONAI_GAN_AUG_FULL_TRACEBACK=1 "
+            "for the full traceback.)\n"
         )
     else:
         previous(exc_type, exc, tb)

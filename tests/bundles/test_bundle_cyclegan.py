@@ -39,7 +39,7 @@ def test_train_translate_evaluate(demo_dir, tmp_path):
     assert all(torch.isfinite(v) for v in losses.values())
     batch = trainer.state.batch  # domain B is the inverted "T2-like" contrast of other slices
     assert batch["image_b"].shape == batch["image_a"].shape == (2, 1, 32, 32)
-    ckpt = torch.load(out / "checkpoints" / "checkpoint_2.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "checkpoint_2.pt", weights_only=True)
     assert ckpt["objective"]["pool_a"]["images"].shape[0] == 3  # the pools are saved for an exact resume
 
     run_config("cyclegan", "inference.json", {**NETS, "dataset_dir": demo_dir, "output_dir": str(out), "batch_size": 2,

@@ -138,7 +138,7 @@ def test_sigkill_then_resume(demo_dir, tmp_path):
     out = tmp_path / "run"
     args = ["--dataset_dir", demo_dir, "--output_dir", str(out), "--max_epochs", "100000", "--max_iterations", "1000000", "--image_size", "16",
             "--base_channels", "4", "--latent_size", "8", "--batch_size", "2", "--save_interval", "5",
-            "--train#handlers#4#iteration_log", "1"]
+            "--train#handlers#5#iteration_log", "1"]
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "bundles/dcgan/configs/train.json", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -36,7 +36,7 @@ def test_train_infer_evaluate(demo_dir, tmp_path):
     losses = wf.parser.get_parsed_content("train#trainer").state.output["losses"]
     assert {"g_fid", "g_l1", "g_adv", "d_loss"} <= set(losses) and all(torch.isfinite(v) for v in losses.values())
     assert float(losses["g_fid"]) > 0
-    ckpt = torch.load(out / "checkpoints" / "checkpoint_2.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "checkpoint_2.pt", weights_only=True)
     assert ckpt["objective"]["real_mu"].shape == (64,) and ckpt["objective"]["real_sigma"].shape == (64, 64)
 
     run_config("dfgan", "inference.json", {**TINY, "dataset_dir": demo_dir, "output_dir": str(out), "batch_size": 2},

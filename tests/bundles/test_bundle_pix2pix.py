@@ -48,7 +48,7 @@ def _labels(path):
 def test_train_writes_checkpoints_and_samples(trained):
     assert "checkpoint_2.pt" in os.listdir(trained / "checkpoints")
     assert max(os.listdir(trained / "samples")) == "samples_0000002.png"
-    ckpt = torch.load(trained / "checkpoints" / "checkpoint_2.pt", weights_only=False)
+    ckpt = torch.load(trained / "checkpoints" / "checkpoint_2.pt", weights_only=True)
     assert {"generator", "discriminator"} <= {k.split(".")[0] for k in ckpt["networks"]}
 
 

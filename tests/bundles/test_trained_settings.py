@@ -91,6 +91,16 @@ def test_root_cause_walks_only_config_wrappers():
     except RuntimeError as wrapped:
         assert str(root_cause(wrapped)) == "scan.nii: cannot read it"
         assert format_user_error(wrapped).splitlines()[-1] == "ValueError: scan.nii: cannot read it"
+    try:
+        try:
+            raise ValueError("case2.nii: 100 values are not finite")
+        except ValueError as mine:
+            raise RuntimeError("applying transform <LoadMedicalImaged>") from mine
+    except RuntimeError as wrapped:
+        try:
+            raise RuntimeError("Failed to evaluate ConfigExpression: $@trainer.run()") from wrapped
+        except RuntimeError as outer:
+            assert format_user_error(outer).splitlines()[-1] == "ValueError: case2.nii: 100 values are not finite"
     plain = ValueError("x")
     assert root_cause(plain) is plain and format_user_error(plain) == ""
 

@@ -150,7 +150,7 @@ def test_nonfinite_loss_stops_with_checkpoint(tiny_image_loader, tmp_path):
     files = sorted(os.listdir(tmp_path))
     assert "checkpoint_1.pt" in files and "nonfinite_2.pt" in files
     assert "checkpoint_2.pt" not in files  # no regular checkpoint holds NaNs
-    ok = torch.load(tmp_path / "checkpoint_1.pt", weights_only=False)
+    ok = torch.load(tmp_path / "checkpoint_1.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in ok["networks"].values() if v.is_floating_point())
 
 

@@ -292,14 +292,14 @@ def test_resume_across_a_resolution_change(tmp_path):
     first.run()
     assert first.objective.state_dict()["resolution"] == 8 and first.objective.state_dict()["alpha"] == 0.0
     torch.manual_seed(999)
-    handler = GanCheckpointHandler(tmp_path / "ck", save_interval=1)
+    handler = GanCheckpointHandler(tmp_path / "ck", save_interval=1, n_saved=None)  # keeps checkpoint_3 (used below)
     second = trainer_for(tmp_path, 8, handlers=[handler])
     second.add_event_handler(Events.ITERATION_STARTED, lambda e: seen_resumed.append((e.state.iteration, e.objective.current.resolution, e.objective.current.alpha)))
     second.run()
     assert handler.resumed_from.endswith("checkpoint_3.pt")
     assert seen_resumed == seen_straight[3:]
     assert seen_resumed[0] == (4, 8, 0.5) and seen_resumed[-1] == (8, 16, 0.25)
-    state = torch.load(tmp_path / "ck" / "checkpoint_8.pt", weights_only=False)["objective"]
+    state = torch.load(tmp_path / "ck" / "checkpoint_8.pt", weights_only=True)["objective"]
     assert (state["iterations_done"], state["resolution"], state["alpha"]) == (7, 16, 0.25)
     for name in ("generator", "discriminator"):
         for a, b in zip(straight.networks[name].parameters(), second.networks[name].parameters()):

@@ -328,9 +328,11 @@ class PGGANBoxObjective(GanObjective):
     def load_checkpoint_state(self, checkpoint: str | None) -> PGGANBoxObjective:
         """Restore the stage / alpha a training checkpoint was at (its ``objective`` entry), for generation from a
         generator that has not finished growing. Returns ``self``."""
+        from monai_gan_aug.utils.checkpoint_io import load_checkpoint
+
         if not checkpoint:
             raise FileNotFoundError("no checkpoint given: train first (configs/train.json) or pass --checkpoint PATH.")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = load_checkpoint(checkpoint)  # weights_only: a file holding anything but tensors/plain values is refused
         if not isinstance(state, Mapping) or "objective" not in state:
             raise ValueError(f"checkpoint {checkpoint} holds no 'objective' state (not a GanCheckpointHandler file?).")
         self.load_state_dict(state["objective"])
