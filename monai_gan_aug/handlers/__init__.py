@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .benefit import BenefitHandler
 from .checkpoint import GanCheckpointHandler
 from .progress import GanProgressBar, TrainingSummary
 from .sample_grid import SampleGridSaver
@@ -10,6 +11,7 @@ from .settings import TrainingSettingsSaver
 from .writer import DiskSpaceError, SyntheticWriter, config_hash, file_sha256, reference_affine
 
 __all__ = [
+    "BenefitHandler",
     "GanCheckpointHandler",
     "GanProgressBar",
     "TrainingSummary",

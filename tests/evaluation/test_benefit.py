@@ -167,3 +167,59 @@ def test_quick_run_end_to_end(demo, tmp_path, monkeypatch):
     again = B.run_benefit("pix2pix", "segmentation", demo, out, fractions=[0.5, 1.0], seeds=[0, 1], quick=True,
                           n_boot=200, progress=False)
     assert not seen and again["rows"][0]["arms"]["real"]["dice_all"] == report["rows"][0]["arms"]["real"]["dice_all"]
+
+
+def test_detection_needs_boxes(demo, tmp_path):
+    data = json.loads(Path(demo).read_text())
+    base = Path(demo).parent
+    for split in ("training", "validation", "test"):
+        for item in data[split]:
+            item["boxes"], item["box_labels"] = [], []
+            for k in ("image", "label", "tissue"):
+                if k in item:
+                    item[k] = str(base / item[k])
+    no_boxes = tmp_path / "no_boxes.json"
+    no_boxes.write_text(json.dumps(data))
+    with pytest.raises(B.BenefitError, match="no training item has a box"):
+        B.run_benefit("pggan_bbox", "detection", str(no_boxes), tmp_path / "out", quick=True)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_quick_detection_run(demo, tmp_path):
+    """pggan_bbox -> YOLO on tiny sizes: every arm is scored with the paper's columns, CPM and a verdict, and the
+    copy-paste set keeps one box per pasted lesion."""
+    out = tmp_path / "det"
+    report = B.run_benefit("pggan_bbox", "detection", demo, out, fractions=[1.0], seeds=[0, 1], quick=True,
+                           n_boot=100, progress=False)
+    entry = report["rows"][0]["arms"]["real+gan x1"]
+    assert {"sensitivity@0.25", "fp_per_slice@0.25", "sensitivity@0.5", "fp_per_slice@0.5", "cpm@0.25"} <= set(entry)
+    assert entry["sensitivity@0.25"]["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")
+    assert report["config"]["task_settings"]["imgsz"] == 64
+    cp = json.loads(next((out / "copy_paste").glob("*/datalist.json")).read_text())["training"]
+    import nibabel as nib
+    from scipy import ndimage
+
+    for item in cp[:5]:
+        lab = np.asarray(nib.load(item["label"]).dataobj)
+        _, n = ndimage.label(lab > 0)
+        assert len(item["boxes"]) == n  # one box per connected lesion, old and pasted
+
+
+@pytest.mark.slow
+def test_benefit_handler_logs_verdict_numbers(demo, tmp_path):
+    from ignite.engine import Engine
+
+    from monai_gan_aug.handlers import BenefitHandler
+
+    engine = Engine(lambda e, b: None)
+    handler = BenefitHandler("pix2pix", "segmentation", demo, str(tmp_path / "b"), fractions=[1.0], seeds=[0, 1],
+                             quick=True, n_boot=50, progress=False, copy_paste=False)
+    handler.attach(engine)
+    engine.run([0], max_epochs=1)
+    m = engine.state.metrics
+    assert {"benefit/1/real", "benefit/1/real+classic", "benefit/1/real+gan x1/delta", "benefit/1/real+gan x1/low"} <= set(m)
+    assert m["benefit/1/real+gan x1/low"] <= m["benefit/1/real+gan x1/delta"] <= m["benefit/1/real+gan x1/high"]
+    assert (tmp_path / "b" / "benefit_segmentation.md").is_file()
+    with pytest.raises(ValueError, match="ignite Events"):
+        BenefitHandler("pix2pix", "segmentation", event="NOPE")
