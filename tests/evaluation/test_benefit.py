@@ -223,3 +223,15 @@ def test_benefit_handler_logs_verdict_numbers(demo, tmp_path):
     assert (tmp_path / "b" / "benefit_segmentation.md").is_file()
     with pytest.raises(ValueError, match="ignite Events"):
         BenefitHandler("pix2pix", "segmentation", event="NOPE")
+
+
+def test_operating_threshold_is_chosen_on_the_given_images():
+    gt = [{"boxes": [[0, 0, 10, 10]]}, {"boxes": []}]
+    preds = [{"boxes": np.array([[0, 0, 10, 10], [50, 50, 60, 60]], float), "scores": np.array([0.9, 0.6])},
+             {"boxes": np.array([[20, 20, 30, 30], [40, 40, 45, 45]], float), "scores": np.array([0.8, 0.3])}]
+    # false positives score 0.8, 0.6, 0.3 on 2 images: 1 FP/slice allows two of them
+    t = B.operating_threshold(preds, gt, 1.0)
+    assert 0.3 < t <= 0.3 + 1e-9
+    t = B.operating_threshold(preds, gt, 0.5)  # one false positive allowed: keep 0.8, drop 0.6
+    assert 0.6 < t < 0.61
+    assert B.operating_threshold(preds, gt, 5.0) == 0.0
