@@ -30,6 +30,10 @@ class SampleGridSaver:
     3D samples are shown as their middle slice along the last axis; boxes, when the objective returns them, are
     drawn in red. Only rank 0 writes.
 
+    With ``log_dir`` the grid is also logged to TensorBoard as the image ``samples/grid`` at the iteration (next to
+    the losses of ``TensorBoardStatsHandler``), and 3D samples as animated volumes (``samples/volume``, MONAI's
+    ``plot_2d_or_3d_image``: a GIF through the last axis, first ``max_volumes`` samples).
+
     Args:
         output_dir: where the PNGs go.
         interval: iterations between grids.
@@ -37,6 +41,8 @@ class SampleGridSaver:
         seed: first seed of the fixed latents.
         nrow: images per row (default: ~square).
         use_ema: sample from the EMA generator when there is one.
+        log_dir: TensorBoard folder (``None``: PNG files only).
+        max_volumes: 3D samples logged as volumes per grid.
     """
 
     def __init__(
@@ -47,6 +53,8 @@ class SampleGridSaver:
         seed: int = 12345,
         nrow: int | None = None,
         use_ema: bool = True,
+        log_dir: str | Path | None = None,
+        max_volumes: int = 2,
     ) -> None:
         if interval < 1 or num_samples < 1:
             raise ValueError(f"interval and num_samples must be >= 1, got {interval}, {num_samples}.")
@@ -60,6 +68,9 @@ class SampleGridSaver:
         self._seen: list[Mapping[str, Any]] = []
         self._seen_count = 0
         self._ran = False  # whether this run completed an iteration
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.max_volumes = int(max_volumes)
+        self._writer: Any = None
         self.last_path: Path | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -151,4 +162,24 @@ class SampleGridSaver:
 
         Image.fromarray(grid).save(path)
         self.last_path = path
+        if self.log_dir is not None:
+            self._log(grid, images, engine.state.iteration)
         logger.debug("sample grid written to %s", path)
+
+    def _log(self, grid: np.ndarray, images: torch.Tensor, step: int) -> None:
+        """The grid (HWC uint8) and, for 3D samples, a few volumes, to TensorBoard."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        self._writer.add_image("samples/grid", grid, step, dataformats="HWC")
+        if images.ndim == 5:  # (N, C, H, W, D)
+            from monai.visualize import plot_2d_or_3d_image
+
+            vols = images[: self.max_volumes]
+            lo, hi = float(vols.min()), float(vols.max())
+            vols = (vols - lo) / max(hi - lo, 1e-8)  # plot_2d_or_3d_image expects [0, 1]
+            for i in range(vols.shape[0]):
+                plot_2d_or_3d_image(vols, step, self._writer, index=i, max_channels=1, frame_dim=-1,
+                                    tag=f"samples/volume_{i}")
+        self._writer.flush()

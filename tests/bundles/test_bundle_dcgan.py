@@ -35,6 +35,14 @@ def test_train_then_infer(bundle, demo_dir, tmp_path):
     assert "checkpoint_2.pt" in ckpts
     assert sorted(os.listdir(out / "samples"))[-1] == "samples_0000002.png"
     assert any(f.startswith("events") for f in os.listdir(out / "tensorboard"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    images = set()
+    for f in (out / "tensorboard").glob("events*"):
+        acc = EventAccumulator(str(f), size_guidance={"images": 0})
+        acc.Reload()
+        images |= set(acc.Tags()["images"])
+    assert "samples/grid" in images  # the sample grid next to the losses
 
     inf = {"dataset_dir": demo_dir, "output_dir": str(out), "num_samples": 3, "batch_size": 2,
            **{k: TINY[k] for k in ("image_size", "base_channels", "latent_size")}}

@@ -74,3 +74,32 @@ def test_progress_bar_reads_losses_only_on_its_interval(monkeypatch):
     GanProgressBar(every=10).attach(engine)
     engine.run(range(25), max_epochs=1)
     assert len(reads) == 3  # iterations 1, 10 and 20
+
+
+def test_sample_grid_logged_to_tensorboard(tmp_path):
+    """Issue 17: sample grids (2D) and volumes (3D) appear as TensorBoard image summaries."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from monai_gan_aug.handlers import SampleGridSaver
+
+    class _Engine:
+        def __init__(self, shape):
+            self.shape = shape
+            self.state = type("S", (), {"iteration": 7, "batch": None})()
+
+        def generate(self, n, batch=None, seeds=None, use_ema=True):
+            g = torch.Generator().manual_seed(0)
+            return {"image": torch.rand((n, *self.shape), generator=g) * 2 - 1}
+
+    for name, shape in (("2d", (1, 16, 16)), ("3d", (1, 8, 8, 8))):
+        saver = SampleGridSaver(tmp_path / name / "png", interval=1, num_samples=4, log_dir=tmp_path / name / "tb")
+        saver(_Engine(shape))
+        assert (tmp_path / name / "png" / "samples_0000007.png").is_file()
+        acc = EventAccumulator(str(tmp_path / name / "tb"), size_guidance={"images": 0})
+        acc.Reload()
+        tags = acc.Tags()["images"]
+        assert "samples/grid" in tags
+        grid = acc.Images("samples/grid")[0]
+        assert grid.step == 7 and grid.width > 16
+        if name == "3d":
+            assert any(t.startswith("samples/volume_0") for t in tags), tags
