@@ -38,6 +38,7 @@ from monai_gan_aug.losses.objectives.pix2pix import (
     mask_to_display,
 )
 from monai_gan_aug.utils.enums import GanKeys
+from monai_gan_aug.utils.misc import json_safe
 
 __all__ = [
     "HonoursMaskHandler",
@@ -250,19 +251,6 @@ class TwoStageObjective(GanObjective):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN / inf -> None and numpy scalars -> Python numbers, so the JSON files are strict JSON."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def _derangement(n: int, seed: int) -> np.ndarray:
     """A random permutation without fixed points (n >= 2)."""
     rng = np.random.default_rng(seed)
@@ -415,7 +403,7 @@ class HonoursMaskHandler:
         )  # fmt: skip
         if self.output_path is not None:
             self.output_path.parent.mkdir(parents=True, exist_ok=True)
-            self.output_path.write_text(json.dumps(_json_safe(self.result), indent=1))
+            self.output_path.write_text(json.dumps(json_safe(self.result), indent=1))
 
 
 class _KeyedBatch:
@@ -582,4 +570,4 @@ class SyntheticSetMetrics:
         engine.state.metrics.update(self.results)
         if self.output_path is not None:
             self.output_path.parent.mkdir(parents=True, exist_ok=True)
-            self.output_path.write_text(json.dumps(_json_safe(self.results), indent=1))
+            self.output_path.write_text(json.dumps(json_safe(self.results), indent=1))

@@ -51,6 +51,7 @@ __all__ = [
     "BenefitTask",
     "SegmentationTask",
     "DetectionTask",
+    "ClassificationTask",
     "TASKS",
     "BUNDLE_TASKS",
     "patient_of",
@@ -315,6 +316,62 @@ class DetectionTask(BenefitTask):
         return float(compute_froc_score(fps, sens))
 
 
+class ClassificationTask(BenefitTask):
+    """Image-level classification (e.g. lesion / no lesion, the ``class`` of the demo slices): MONAI ResNet-18
+    (cross-entropy, best epoch by validation ROC AUC), scored per test image (correct or not, at the arg-max) and per
+    run (ROC AUC). Its cheap non-GAN alternative is classic augmentation (flips, small affine, intensity), the
+    ``real+classic`` baseline; copy-paste does not apply."""
+
+    name = "classification"
+    requires = "class"
+    metrics = (Metric("accuracy", "Accuracy", "correct"),)
+    primary = "accuracy"
+
+    def defaults(self) -> dict[str, Any]:
+        return {"image_size": 64, "epochs": 20, "batch_size": 16, "lr": 1e-3, "network": "resnet18",
+                "num_classes": 2, "device": None}
+
+    def check_items(self, items: Sequence[Mapping], source: str) -> None:
+        super().check_items(items, source)
+        classes = {int(i["class"]) for i in items}
+        if len(classes) < 2:
+            raise BenefitError(f"{source}: the training items hold one class only ({classes}); nothing to classify.")
+
+    def _load(self, items: Sequence[dict]) -> list[dict]:
+        from monai_gan_aug.evaluation.protocols import preload_items
+
+        return preload_items(items, int(self.settings["image_size"]), class_key="class",
+                             num_classes=int(self.settings["num_classes"]))
+
+    def prepare(self, splits: Mapping[str, Sequence[dict]]) -> None:
+        self.val = self._load(splits["validation"]) if splits["validation"] else None
+        self.test = self._load(splits["test"])
+        self.test_patients = [patient_of(i) for i in splits["test"]]
+
+    def run(self, real: Sequence[dict], added: Sequence[dict], classic: bool, seed: int) -> list[dict[str, Any]]:
+        import torch
+
+        from monai_gan_aug.evaluation.classification import predict_probabilities, train_classifier
+
+        s = self.settings
+        net = train_classifier(
+            self._load(real) + self._load(added), self.val, network=s["network"], epochs=int(s["epochs"]),
+            image_size=int(s["image_size"]), classic_aug=classic, seed=seed, batch_size=int(s["batch_size"]),
+            lr=float(s["lr"]), num_classes=int(s["num_classes"]), device=s["device"], n_real=len(real),
+        )
+        prob = predict_probabilities(net, torch.stack([d["image"] for d in self.test]), device=s["device"],
+                                     num_classes=int(s["num_classes"]))
+        labels = [int(d["label"]) for d in self.test]
+        return [{"patient": self.test_patients[k], "label": labels[k], "correct": float(int(np.argmax(p)) == labels[k]),
+                 "prob": [round(float(x), 6) for x in p]} for k, p in enumerate(prob)]
+
+    def run_metrics(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        from monai_gan_aug.evaluation.classification import classification_metrics
+
+        m = classification_metrics([r["label"] for r in records], np.asarray([r["prob"] for r in records]))
+        return {"auc": float(m["auc"])}
+
+
 def operating_threshold(predictions: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]],
                         fp_per_slice: float, iou: float = 0.25) -> float:
     """The lowest score threshold at which the false positives (IoU < ``iou`` with every box) on ``items`` stay at
@@ -331,11 +388,12 @@ def operating_threshold(predictions: Sequence[Mapping[str, Any]], items: Sequenc
         return 0.0
     return float(np.nextafter(ranked[allowed], np.inf))  # strictly above the first false positive too many
 
-TASKS: dict[str, type[BenefitTask]] = {"segmentation": SegmentationTask, "detection": DetectionTask}
+TASKS: dict[str, type[BenefitTask]] = {"segmentation": SegmentationTask, "detection": DetectionTask,
+                                       "classification": ClassificationTask}
 
 #: Which downstream tasks each bundle's synthetic sets can serve, and the item key its synthetic items carry.
 BUNDLE_TASKS: dict[str, tuple[str, ...]] = {"pix2pix": ("segmentation",), "dfgan": ("segmentation",),
-                                            "pggan_bbox": ("detection",)}
+                                            "pggan_bbox": ("detection", "classification")}
 
 #: Generator settings of ``quick`` mode (tests): a few iterations of a tiny network.
 _QUICK_PIX2PIX = {"image_size": 16, "base_channels": 4, "max_channels": 16, "d_base_channels": 4, "receptive_field": 22,
@@ -348,6 +406,7 @@ QUICK_GENERATOR: dict[str, dict[str, Any]] = {
 }
 #: Downstream settings of ``quick`` mode.
 QUICK_TASK: dict[str, dict[str, Any]] = {"segmentation": {"image_size": 32, "epochs": 1, "batch_size": 4},
+                                         "classification": {"image_size": 32, "epochs": 1, "batch_size": 4},
                                          "detection": {"imgsz": 64, "epochs": 1, "batch": 4}}
 
 
@@ -400,7 +459,7 @@ def check_generator_data(datalist_path: str | os.PathLike, subset: Sequence[Mapp
 
 def _bundle_default(bundle: str, key: str) -> Any:
     """A plain value of ``bundles/<bundle>/configs/train.json``."""
-    from monai_gan_aug.bundles import bundle_root
+    from monai_gan_aug.engines.bundles import bundle_root
 
     return json.loads((bundle_root(bundle) / "configs" / "train.json").read_text()).get(key)
 
@@ -421,7 +480,7 @@ def train_and_generate(
     """Train ``bundle`` on ``subset`` only, generate ``n_samples`` with their labels, and return the items.
 
     Both steps resume: the bundle's checkpoint handler resumes training, a complete synthetic set is reused."""
-    from monai_gan_aug.bundles import run_bundle
+    from monai_gan_aug.engines.bundles import run_bundle
 
     work.mkdir(parents=True, exist_ok=True)
     datalist = work / "generator_datalist.json"
@@ -545,6 +604,7 @@ def run_benefit(
     subsets = nested_patient_subsets(splits["training"], fractions, subset_seed)  # checks the fractions
     inf_over = dict(inference_overrides or {})  # the generator's settings come from its settings.json
     out = Path(out_dir).expanduser().absolute()
+    copy_paste = bool(copy_paste) and t.name != "classification"  # copy-paste pastes lesions with their masks
     arms = make_arms(ratios, copy_paste)
     config = {"bundle": bundle, "task": task, "dataset": source, "fractions": sorted(subsets), "seeds": seeds,
               "ratios": ratios, "generator_overrides": gen_over, "inference_overrides": inf_over,

@@ -39,33 +39,31 @@ import numpy as np
 import torch
 from torch import nn
 
+from monai_gan_aug.evaluation.cli import bool_list, float_list, int_list, json_dict, parse_synthetic_args
 from monai_gan_aug.evaluation.protocols import (
     _check_int_list,
     _resolve_sizes,
+    arm_grid,
+    arm_row,
+    cached_run,
     classic_augmentation,
+    data_label,
     default_device,
-    draw_subset,
+    draw_training_data,
+    ensure_preloaded,
     fit_supervised,
     load_splits,
     load_synthetic_sets,
+    network_name,
     preload_items,
+    run_file,
     seeded,
-    synthetic_counts,
-)
-from monai_gan_aug.evaluation.segmentation import (
-    _bools,
-    _floats,
-    _ints,
-    _json_dict,
-    _slug,
-    parse_synthetic_args,
+    slug,
+    source_name,
 )
 from monai_gan_aug.evaluation.tables import (
-    aggregate_runs,
     json_safe,
-    load_run_record,
     make_table,
-    save_run_record,
     table_markdown,
     write_table,
 )
@@ -265,9 +263,7 @@ def classification_metrics(labels: Any, probabilities: Any) -> dict[str, Any]:
 
 
 def _as_preloaded(items: Sequence[dict], image_size: int, label_key: str, num_classes: int, percentiles: Sequence[float]) -> list[dict]:
-    if items and isinstance(items[0].get("image"), torch.Tensor):
-        return list(items)
-    return preload_items(items, image_size, class_key=label_key, num_classes=num_classes, percentiles=percentiles)
+    return ensure_preloaded(items, image_size, class_key=label_key, num_classes=num_classes, percentiles=percentiles)
 
 
 def _stack(data: Sequence[dict]) -> tuple[torch.Tensor, np.ndarray]:
@@ -292,6 +288,7 @@ def train_classifier(
     percentiles: Sequence[float] = (0.5, 99.5),
     svm_aug_copies: int = 4,
     history: dict | None = None,
+    n_real: int | None = None,
 ) -> nn.Module | SVMClassifier:
     """Train a classifier on datalist items with ``label_key`` (or preloaded ``{"image", "label"}`` tensors).
 
@@ -317,6 +314,8 @@ def train_classifier(
         val_interval: epochs between validations.
         percentiles: intensity window.
         svm_aug_copies: augmented copies per image for the SVM with ``classic_aug``.
+        n_real: the first ``n_real`` training items are real: keep their order whatever is added (paired arms,
+            see :func:`~monai_gan_aug.evaluation.protocols.fit_supervised`; networks only).
         history: optional dict filled with the training summary.
 
     Returns:
@@ -351,7 +350,7 @@ def train_classifier(
             net, train, nn.CrossEntropyLoss(), epochs, batch_size=batch_size, lr=lr, seed=seed,
             augmentation=classic_augmentation(False, image_size) if classic_aug else None, val_data=val,
             val_metric=("val_auc", ROCAUC(output_transform=from_engine(["pred", "label"]))), val_postprocessing=post,
-            val_interval=val_interval, device=device,
+            val_interval=val_interval, device=device, n_real=n_real,
         )
     if history is not None:
         history.update(info)
@@ -379,11 +378,7 @@ def evaluate_classifier(
 # ---------------------------------------------------------------------------------------------- experiment
 def _row_key(network: str, set_name: str | None, n_real: int, n_syn: int, aug: bool) -> str:
     """``<network>/<set|real>/r<n_real>_s<n_syn>/<aug|noaug>`` (also the metric-name infix of the Ignite handler)."""
-    return f"{_slug(network)}/{_slug(set_name) if n_syn and set_name else 'real'}/r{n_real}_s{n_syn}/{'aug' if aug else 'noaug'}"
-
-
-def _net_name(network: Any) -> str:
-    return network if isinstance(network, str) else getattr(network, "__name__", type(network).__name__)
+    return f"{slug(network)}/{slug(set_name) if n_syn and set_name else 'real'}/r{n_real}_s{n_syn}/{'aug' if aug else 'noaug'}"
 
 
 def run_classification_experiment(
@@ -467,9 +462,9 @@ def run_classification_experiment(
     train_classes = [int(d["label"]) for d in train]
     kwargs_by_net = {str(k): dict(v) for k, v in (network_kwargs or {}).items()}
     config = {
-        "real": str(real_datalist) if not isinstance(real_datalist, (Mapping, list, tuple)) else type(real_datalist).__name__,
+        "real": source_name(real_datalist),
         "synthetic": {name: len(items) for name, items in sets.items()}, "synthetic_sources": json_safe(synthetic),
-        "networks": [_net_name(n) for n in nets], "real_sizes": sizes, "n_synthetic": n_synthetic, "ratios": ratios,
+        "networks": [network_name(n) for n in nets], "real_sizes": sizes, "n_synthetic": n_synthetic, "ratios": ratios,
         "classic_aug": augs, "seeds": seeds, "epochs": int(epochs), "image_size": int(image_size),
         "label_key": label_key, "num_classes": int(num_classes), "batch_size": int(batch_size), "lr": float(lr),
         "val_interval": int(val_interval), "network_kwargs": kwargs_by_net, "default_class": default_class,
@@ -482,59 +477,39 @@ def run_classification_experiment(
     skip = ("networks", "real_sizes", "n_synthetic", "ratios", "classic_aug", "seeds", "synthetic", "synthetic_sources", "network_kwargs")
 
     def _run(network: Any, set_name: str | None, n_real: int, n_syn: int, aug: bool, seed: int) -> dict[str, Any]:
-        name = _net_name(network)
-        key = _row_key(name, set_name, n_real, n_syn, aug).replace("/", "_") + f"_seed{seed}"
+        name = network_name(network)
+        path = run_file(run_dir, _row_key(name, set_name, n_real, n_syn, aug), seed)
         run_config = {**{k: v for k, v in config.items() if k not in skip}, "network": name,
                       "network_kwargs": kwargs_by_net.get(name, {}), "set": set_name if n_syn else None,
                       "n_set": len(pools[set_name]) if n_syn else 0, "n_real": n_real, "n_synthetic": n_syn,
                       "classic_aug": aug, "seed": seed}
-        path = run_dir / f"{key}.json"
-        if resume:
-            cached = load_run_record(path, run_config)
-            if cached is not None:
-                return cached
-        data = [train[i] for i in draw_subset(train, n_real, seed, stratify=train_classes)]
-        if n_syn:
-            pool = pools[set_name]  # type: ignore[index]
-            data += [pool[i] for i in np.random.default_rng([seed, 1]).permutation(len(pool))[:n_syn]]
-        info: dict[str, Any] = {}
-        clf = train_classifier(
-            data, val or None, network=network, epochs=epochs, image_size=image_size, classic_aug=aug, seed=seed,
-            batch_size=batch_size, lr=lr, num_classes=num_classes, label_key=label_key, device=device,
-            network_kwargs=kwargs_by_net.get(name), val_interval=val_interval, history=info,
-        )
-        metrics = evaluate_classifier(clf, test, image_size, num_classes, label_key, batch_size, device)
-        result = {"metrics": {k: metrics[k] for k, _ in CLASSIFICATION_COLUMNS}, "n_test": metrics["n"], **info}
-        save_run_record(path, run_config, result)
-        logger.info("%s: acc %.4f auc %.4f (%.1f s)", key, metrics["accuracy"], metrics["auc"], info["train_seconds"])
-        return json_safe(result)
+
+        def _train() -> dict[str, Any]:
+            data = draw_training_data(train, n_real, seed, pools.get(set_name), n_syn, stratify=train_classes)  # type: ignore[arg-type]
+            info: dict[str, Any] = {}
+            clf = train_classifier(
+                data, val or None, network=network, epochs=epochs, image_size=image_size, classic_aug=aug, seed=seed,
+                batch_size=batch_size, lr=lr, num_classes=num_classes, label_key=label_key, device=device,
+                network_kwargs=kwargs_by_net.get(name), val_interval=val_interval, history=info,
+            )
+            metrics = evaluate_classifier(clf, test, image_size, num_classes, label_key, batch_size, device)
+            logger.info("%s: acc %.4f auc %.4f (%.1f s)", path.stem, metrics["accuracy"], metrics["auc"], info["train_seconds"])
+            return {"metrics": {k: metrics[k] for k, _ in CLASSIFICATION_COLUMNS}, "n_test": metrics["n"], **info}
+
+        return cached_run(path, run_config, resume, _train)
 
     rows: list[dict[str, Any]] = []
-    set_names = list(pools) or [None]
     for network in nets:
-        name = _net_name(network)
+        name = network_name(network)
         for aug in augs:
-            for n_real in sizes:
-                real_only_done = False
-                for set_name in set_names:
-                    available = len(pools[set_name]) if set_name is not None else 0
-                    counts = synthetic_counts(n_real, n_synthetic, ratios, available) if set_name is not None else [0]
-                    for n_syn in counts:
-                        if n_syn == 0 and real_only_done:
-                            continue
-                        real_only_done = real_only_done or n_syn == 0
-                        runs = [_run(network, set_name, n_real, n_syn, aug, s) for s in seeds]
-                        data = f"{n_real} R" if n_syn == 0 else f"{n_real} R + {n_syn} S"
-                        fields = {"network": name, "data": data, "set": set_name if n_syn else "-", "n_real": n_real,
-                                  "n_synthetic": n_syn, "augmentation": "W" if n_syn else "W/O", "classic_aug": aug}
-                        rows.append({
-                            "label": f"{name}, {data}" + (f" ({set_name})" if n_syn else "") + (", classic aug." if aug else ""),
-                            "key": _row_key(name, set_name, n_real, n_syn, aug),
-                            "fields": fields,
-                            "metrics": aggregate_runs([r["metrics"] for r in runs], [c[0] for c in CLASSIFICATION_COLUMNS]),
-                            "train_seconds": aggregate_runs([{"t": r.get("train_seconds")} for r in runs])["t"],
-                            "runs": [str(run_dir / (_row_key(name, set_name, n_real, n_syn, aug).replace("/", "_") + f"_seed{s}.json")) for s in seeds],
-                        })
+            for n_real, set_name, n_syn in arm_grid(sizes, pools, n_synthetic, ratios):
+                runs = [_run(network, set_name, n_real, n_syn, aug, s) for s in seeds]
+                data = data_label(n_real, n_syn)
+                fields = {"network": name, "data": data, "set": set_name if n_syn else "-", "n_real": n_real,
+                          "n_synthetic": n_syn, "augmentation": "W" if n_syn else "W/O", "classic_aug": aug}
+                label = f"{name}, {data}" + (f" ({set_name})" if n_syn else "") + (", classic aug." if aug else "")
+                key = _row_key(name, set_name, n_real, n_syn, aug)
+                rows.append(arm_row(label, key, fields, runs, CLASSIFICATION_COLUMNS, run_dir, seeds))
     notes = [
         f"{epochs} epochs at {image_size} px (networks), batch {batch_size}, Adam lr {lr:g}; mean ± std over seeds "
         f"{', '.join(map(str, seeds))}; real test split: {len(test)} images, classes {config['test_classes']}. "
@@ -642,7 +617,7 @@ def score_synthetic_with_real_classifier(
             seed=seed, batch_size=batch_size, lr=lr, num_classes=num_classes, label_key=label_key, device=device,
             network_kwargs=network_kwargs, percentiles=percentiles, history=info,
         )
-        name = _net_name(network)
+        name = network_name(network)
     else:
         name = type(classifier).__name__
     pre = preload_items(items, image_size, class_key=label_key, num_classes=num_classes, percentiles=percentiles)
@@ -695,12 +670,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--real", default=None, help="real datalist JSON or folder (default: the demo dataset)")
     parser.add_argument("--synthetic", nargs="*", default=[], help="synthetic sets: DIR ... or NAME=DIR ...")
     parser.add_argument("--networks", default="resnet18,densenet121,svm", help=f"comma-separated, of {CLASSIFIERS}")
-    parser.add_argument("--real_sizes", type=_ints, default=None)
+    parser.add_argument("--real_sizes", type=int_list, default=None)
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--n_synthetic", type=_ints, default=None)
-    amount.add_argument("--ratios", type=_floats, default=None)
-    parser.add_argument("--classic_aug", type=_bools, default=[False])
-    parser.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    amount.add_argument("--n_synthetic", type=int_list, default=None)
+    amount.add_argument("--ratios", type=float_list, default=None)
+    parser.add_argument("--classic_aug", type=bool_list, default=[False])
+    parser.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=16)
@@ -712,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", required=True)
     parser.add_argument("--no_resume", action="store_true")
     parser.add_argument("--score_synthetic", action="store_true", help="run the real-classifier scoring instead")
-    parser.add_argument("--network_kwargs", type=_json_dict, default=None,
+    parser.add_argument("--network_kwargs", type=json_dict, default=None,
                         help='per-classifier overrides as JSON, e.g. \'{"resnet18": {"widen_factor": 0.5}}\'')
     args = parser.parse_args(argv)
     nets = [n.strip() for n in args.networks.split(",") if n.strip()]

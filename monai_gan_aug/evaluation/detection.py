@@ -43,14 +43,16 @@ import numpy as np
 import torch
 from monai.data.box_utils import box_iou
 
+from monai_gan_aug.evaluation.cli import float_list, int_list
+from monai_gan_aug.evaluation.fidelity import BoxContrastFilter
+from monai_gan_aug.evaluation.protocols import collect_synthetic_items
 from monai_gan_aug.evaluation.yolo_data import (
-    BoxContrastFilter,
-    collect_synthetic_items,
     export_yolo_dataset,
     load_real_splits,
     window_to_uint8,
 )
 from monai_gan_aug.transforms.boxes.array import as_box_array
+from monai_gan_aug.utils.misc import json_safe
 
 __all__ = [
     "DEFAULT_CPU_MODEL",
@@ -641,20 +643,6 @@ def evaluate_detections(
 
 
 # ---------------------------------------------------------------------------------------------- experiment
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def _summary(values: Sequence[float | None]) -> dict[str, Any]:
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     mean = float(np.mean(finite)) if finite else None
@@ -763,7 +751,7 @@ def run_detection_experiment(
         out_dir: output folder.
         synthetic_filter: ``None``, a callable ``(image, boxes) -> bool`` or a number (= ``min_box_contrast``).
         min_box_contrast: keep synthetic images whose box contrast is at least this (the paper's "discard synthetic
-            images with unclear tumour appearance"), see :class:`~monai_gan_aug.evaluation.yolo_data.BoxContrastFilter`.
+            images with unclear tumour appearance"), see :class:`~monai_gan_aug.evaluation.fidelity.BoxContrastFilter`.
         max_synthetic: cap on synthetic images per run.
         conf: detection threshold of the scores (0.001 = 0.1 %).
         iou_thresholds: IoU thresholds (the first one is the "mAP" column).
@@ -828,7 +816,7 @@ def run_detection_experiment(
             )
             run_name = f"{_tag(ratio)}_seed{seed}"
             run_dir = out / "runs" / run_name
-            run_config = _json_safe({**_run_identity(config), "ratio": ratio, "seed": seed, "export": export.info["config"]})
+            run_config = json_safe({**_run_identity(config), "ratio": ratio, "seed": seed, "export": export.info["config"]})
             metrics_path = run_dir / METRICS_FILE
             record = None
             if resume and metrics_path.is_file():
@@ -848,7 +836,7 @@ def run_detection_experiment(
                     weights, export.test_items, conf, iou_thresholds, imgsz, device,
                     save_predictions=run_dir / "predictions.json",
                 )
-                record = _json_safe(
+                record = json_safe(
                     {"config": run_config, "weights": str(weights), "counts": export.counts, "metrics": metrics}
                 )
                 metrics_path.write_text(json.dumps(record, indent=1))
@@ -868,7 +856,7 @@ def run_detection_experiment(
                 "runs": [str(out / "runs" / f"{_tag(ratio)}_seed{s}") for s in seeds],
             }
         )
-    table = _json_safe(
+    table = json_safe(
         {
             "title": "YOLO detection with/without synthetic images (Han et al. 2019, Table 1)",
             "created": datetime.datetime.now(datetime.UTC).isoformat(),
@@ -888,16 +876,14 @@ def run_detection_experiment(
 # ---------------------------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m monai_gan_aug.evaluation.detection --real DATALIST --synthetic DIR [DIR ...] --out DIR``."""
-    from monai_gan_aug.evaluation.segmentation import _floats, _ints  # the evaluation CLIs' shared list parsers
-
     parser = argparse.ArgumentParser(
         prog="python -m monai_gan_aug.evaluation.detection",
         description="YOLO detection with/without synthetic images (Han et al. 2019, Table 1).",
     )
     parser.add_argument("--real", default=None, help="real datalist JSON or folder (default: the demo dataset)")
     parser.add_argument("--synthetic", nargs="*", default=[], help="synthetic sets (SyntheticWriter folders / JSONs)")
-    parser.add_argument("--ratios", type=_floats, default=[0.0, 1.0, 2.0], help="synthetic:real ratios, e.g. 0,1,2")
-    parser.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="seeds, e.g. 0,1,2")
+    parser.add_argument("--ratios", type=float_list, default=[0.0, 1.0, 2.0], help="synthetic:real ratios, e.g. 0,1,2")
+    parser.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="seeds, e.g. 0,1,2")
     parser.add_argument("--model", default=None, help=f"model yaml or .pt (default {DEFAULT_GPU_MODEL} on GPU, "
                         f"{DEFAULT_CPU_MODEL} on CPU)")
     parser.add_argument("--epochs", type=int, default=30)
@@ -908,7 +894,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--min_box_contrast", type=float, default=None, help="discard synthetic images below it")
     parser.add_argument("--max_synthetic", type=int, default=None)
     parser.add_argument("--conf", type=float, default=0.001, help="detection threshold (0.001 = 0.1 %%)")
-    parser.add_argument("--iou", type=_floats, default=[0.5, 0.25], help="IoU thresholds, e.g. 0.5,0.25")
+    parser.add_argument("--iou", type=float_list, default=[0.5, 0.25], help="IoU thresholds, e.g. 0.5,0.25")
     parser.add_argument("--no_resume", action="store_true", help="retrain finished runs")
     args = parser.parse_args(argv)
     table = run_detection_experiment(

@@ -8,6 +8,8 @@ without a human reader:
 * :func:`box_contrast`: for each box, the mean intensity inside minus the mean of a surrounding ring (half the box
   side wide, inside the brain, outside every box), in units of the image's foreground standard deviation; averaged
   over the boxes. Enhancing metastases on T1c are bright, so a faithful image scores clearly above 0.
+  :class:`BoxContrastFilter` keeps the synthetic images whose contrast reaches a threshold (the automatic stand-in
+  for the paper's manual discarding).
 * :class:`BoxFidelity`: a cumulative metric (MONAI :class:`~monai.metrics.Cumulative`) of that contrast at the
   requested boxes *and* at a control: the boxes of another image of the batch (``"roll"``) or the requested boxes
   moved to random places (``"relocate"``), in both cases dropping control boxes that overlap a requested one. A
@@ -35,7 +37,7 @@ from monai.metrics import Cumulative
 
 from monai_gan_aug.transforms.boxes.array import as_box_array
 
-__all__ = ["BoxFidelity", "box_contrast", "box_contrasts", "evaluate_box_fidelity", "fidelity_markdown", "shuffle_boxes"]
+__all__ = ["BoxContrastFilter", "BoxFidelity", "box_contrast", "box_contrasts", "evaluate_box_fidelity", "fidelity_markdown", "shuffle_boxes"]
 
 Detector = Callable[[torch.Tensor], Sequence[tuple[Any, Any]]]
 
@@ -129,6 +131,44 @@ def box_contrast(image: Any, boxes: Any) -> float:
     values = box_contrasts(image, boxes)
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else float("nan")
+
+
+class BoxContrastFilter:
+    """Keep a synthetic image when the lesions in its boxes stand out: ``box_contrast(image, boxes) >= threshold``.
+
+    The paper "manually discard[s] synthetic images with unclear tumour appearance"; this is the automatic
+    stand-in, using the fidelity score :func:`box_contrast` (mean contrast of the boxes against a surrounding ring,
+    in foreground-std units), for :func:`~monai_gan_aug.evaluation.protocols.collect_synthetic_items` and the
+    detection experiment. Images without boxes are kept (nothing is unclear in them); a non-finite score discards
+    the image.
+
+    Args:
+        min_box_contrast: the threshold.
+        score_fn: the scoring function ``(image (C, *spatial), boxes (N, 4)) -> float``; default ``box_contrast``.
+    """
+
+    def __init__(self, min_box_contrast: float, score_fn: Callable[[Any, Any], float] | None = None) -> None:
+        if isinstance(min_box_contrast, bool) or not isinstance(min_box_contrast, (int, float, np.floating)):
+            raise TypeError(f"min_box_contrast must be a number, got {type(min_box_contrast).__name__}.")
+        self.min_box_contrast = float(min_box_contrast)
+        self.score_fn = score_fn
+
+    def score(self, image: Any, boxes: Any) -> float:
+        """The box contrast of ``image`` (``nan`` when there is no box)."""
+        boxes = as_box_array(boxes, spatial_dims=2)
+        if len(boxes) == 0:
+            return float("nan")
+        fn = box_contrast if self.score_fn is None else self.score_fn
+        return float(fn(image, boxes))
+
+    def __call__(self, image: Any, boxes: Any) -> bool:
+        if len(as_box_array(boxes, spatial_dims=2)) == 0:
+            return True
+        s = self.score(image, boxes)
+        return bool(np.isfinite(s) and s >= self.min_box_contrast)
+
+    def __repr__(self) -> str:
+        return f"BoxContrastFilter(min_box_contrast={self.min_box_contrast})"
 
 
 def _overlaps(box: np.ndarray, others: np.ndarray) -> bool:

@@ -34,7 +34,6 @@ import argparse
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -44,26 +43,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from monai_gan_aug.evaluation.cli import bool_list, float_list, int_list, json_dict, parse_synthetic_args
 from monai_gan_aug.evaluation.protocols import (
     _check_int_list,
     _resolve_sizes,
+    arm_grid,
+    arm_row,
+    cached_run,
     classic_augmentation,
+    data_label,
     default_device,
-    draw_subset,
+    draw_training_data,
+    ensure_preloaded,
     fit_supervised,
     load_splits,
     load_synthetic_sets,
+    network_name,
     preload_items,
+    run_file,
     seeded,
-    synthetic_counts,
+    slug,
+    source_name,
 )
 from monai_gan_aug.evaluation.tables import (
-    aggregate_runs,
     json_safe,
-    load_run_record,
     make_table,
     pivot_markdown,
-    save_run_record,
     table_markdown,
     write_table,
 )
@@ -153,9 +158,7 @@ def _postprocessing(num_classes: int) -> Any:
 
 
 def _as_preloaded(items: Sequence[dict], image_size: int, label_key: str, num_classes: int, percentiles: Sequence[float]) -> list[dict]:
-    if items and isinstance(items[0].get("image"), torch.Tensor):
-        return list(items)
-    return preload_items(items, image_size, mask_key=label_key, num_classes=num_classes, percentiles=percentiles)
+    return ensure_preloaded(items, image_size, mask_key=label_key, num_classes=num_classes, percentiles=percentiles)
 
 
 def _augmentation(classic_aug: Any, image_size: int) -> Any:
@@ -420,17 +423,9 @@ def mask_fidelity(
 
 
 # ---------------------------------------------------------------------------------------------- experiment
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", str(text)) or "set"
-
-
 def _row_key(set_name: str | None, n_real: int, n_syn: int, aug: bool) -> str:
     """Row key (also the metric-name infix of the Ignite handler): ``<set|real>/r<n_real>_s<n_syn>/<aug|noaug>``."""
-    return f"{_slug(set_name) if n_syn and set_name else 'real'}/r{n_real}_s{n_syn}/{'aug' if aug else 'noaug'}"
-
-
-def _data_label(n_real: int, n_syn: int) -> str:
-    return f"{n_real} R" if n_syn == 0 else f"{n_real} R + {n_syn} S"
+    return f"{slug(set_name) if n_syn and set_name else 'real'}/r{n_real}_s{n_syn}/{'aug' if aug else 'noaug'}"
 
 
 def segmentation_table_markdown(table: Mapping[str, Any], digits: int = 3) -> str:
@@ -529,9 +524,9 @@ def run_segmentation_experiment(
         raise ValueError(f"{real_datalist}: the real training split is empty.")
     pools = {name: _pre(items) for name, items in sets.items()}
     sizes = _resolve_sizes(real_sizes, len(train))
-    net_name = network if isinstance(network, str) else getattr(network, "__name__", type(network).__name__)
+    net_name = network_name(network)
     config = {
-        "real": str(real_datalist) if not isinstance(real_datalist, (Mapping, list, tuple)) else type(real_datalist).__name__,
+        "real": source_name(real_datalist),
         "synthetic": {name: len(items) for name, items in sets.items()},
         "synthetic_sources": json_safe(synthetic),
         "real_sizes": sizes, "n_synthetic": n_synthetic, "ratios": ratios, "classic_aug": augs, "seeds": seeds,
@@ -542,63 +537,39 @@ def run_segmentation_experiment(
         "n_train_available": len(train), "n_validation": len(val), "n_test": len(test),
     }
     run_dir = out / "runs"
+    skip = ("real_sizes", "n_synthetic", "ratios", "classic_aug", "seeds", "synthetic", "synthetic_sources")
 
     def _run(set_name: str | None, n_real: int, n_syn: int, aug: bool, seed: int) -> dict[str, Any]:
-        key = f"{_row_key(set_name, n_real, n_syn, aug).replace('/', '_')}_seed{seed}"
-        run_config = {**{k: v for k, v in config.items() if k not in ("real_sizes", "n_synthetic", "ratios", "classic_aug", "seeds", "synthetic", "synthetic_sources")},
+        path = run_file(run_dir, _row_key(set_name, n_real, n_syn, aug), seed)
+        run_config = {**{k: v for k, v in config.items() if k not in skip},
                       "set": set_name if n_syn else None, "n_set": len(pools[set_name]) if n_syn else 0,
                       "n_real": n_real, "n_synthetic": n_syn, "classic_aug": aug, "seed": seed}
-        path = run_dir / f"{key}.json"
-        if resume:
-            cached = load_run_record(path, run_config)
-            if cached is not None:
-                logger.info("reusing finished run %s", path)
-                return cached
-        real_idx = draw_subset(train, n_real, seed)
-        data = [train[i] for i in real_idx]
-        if n_syn:
-            pool = pools[set_name]  # type: ignore[index]
-            syn_idx = np.random.default_rng([seed, 1]).permutation(len(pool))[:n_syn]
-            data += [pool[i] for i in syn_idx]
-        info: dict[str, Any] = {}
-        net = train_segmenter(
-            data, val or None, network=network, epochs=epochs, image_size=image_size, classic_aug=aug, seed=seed,
-            batch_size=batch_size, lr=lr, lr_step=lr_step, num_classes=num_classes, label_key=label_key,
-            device=device, network_kwargs=network_kwargs, val_interval=val_interval, history=info,
-        )
-        metrics = evaluate_segmenter(net, test, image_size, num_classes, label_key, batch_size, device)
-        result = {"metrics": {k: metrics[k] for k in ("dice", "miou", "dice_all")}, "n_test": metrics["n_test"],
-                  "n_test_foreground": metrics["n_test_foreground"], **info}
-        save_run_record(path, run_config, result)
-        logger.info("%s: dice %.4f miou %.4f (%.1f s)", key, metrics["dice"], metrics["miou"], info["train_seconds"])
-        return json_safe(result)
+
+        def _train() -> dict[str, Any]:
+            data = draw_training_data(train, n_real, seed, pools.get(set_name), n_syn)  # type: ignore[arg-type]
+            info: dict[str, Any] = {}
+            net = train_segmenter(
+                data, val or None, network=network, epochs=epochs, image_size=image_size, classic_aug=aug, seed=seed,
+                batch_size=batch_size, lr=lr, lr_step=lr_step, num_classes=num_classes, label_key=label_key,
+                device=device, network_kwargs=network_kwargs, val_interval=val_interval, history=info,
+            )
+            metrics = evaluate_segmenter(net, test, image_size, num_classes, label_key, batch_size, device)
+            logger.info("%s: dice %.4f miou %.4f (%.1f s)", path.stem, metrics["dice"], metrics["miou"], info["train_seconds"])
+            return {"metrics": {k: metrics[k] for k in ("dice", "miou", "dice_all")}, "n_test": metrics["n_test"],
+                    "n_test_foreground": metrics["n_test_foreground"], **info}
+
+        return cached_run(path, run_config, resume, _train)
 
     rows: list[dict[str, Any]] = []
-    set_names = list(pools) or [None]
     for aug in augs:
-        for n_real in sizes:
-            real_only_done = False
-            for set_name in set_names:
-                available = len(pools[set_name]) if set_name is not None else 0
-                counts = synthetic_counts(n_real, n_synthetic, ratios, available) if set_name is not None else [0]
-                for n_syn in counts:
-                    if n_syn == 0 and real_only_done:
-                        continue
-                    real_only_done = real_only_done or n_syn == 0
-                    runs = [_run(set_name, n_real, n_syn, aug, s) for s in seeds]
-                    fields = {
-                        "set": set_name if n_syn else "-", "n_real": n_real, "n_synthetic": n_syn,
-                        "classic_aug": aug, "data": _data_label(n_real, n_syn) + (f" ({set_name})" if n_syn and len(pools) > 1 else ""),
-                    }
-                    label = fields["data"] + (", classic aug." if aug else "")
-                    rows.append({
-                        "label": label,
-                        "key": _row_key(set_name, n_real, n_syn, aug),
-                        "fields": fields,
-                        "metrics": aggregate_runs([r["metrics"] for r in runs], [c[0] for c in SEGMENTATION_COLUMNS]),
-                        "train_seconds": aggregate_runs([{"t": r.get("train_seconds")} for r in runs])["t"],
-                        "runs": [str(run_dir / f"{_row_key(set_name, n_real, n_syn, aug).replace('/', '_')}_seed{s}.json") for s in seeds],
-                    })
+        for n_real, set_name, n_syn in arm_grid(sizes, pools, n_synthetic, ratios):
+            runs = [_run(set_name, n_real, n_syn, aug, s) for s in seeds]
+            fields = {
+                "set": set_name if n_syn else "-", "n_real": n_real, "n_synthetic": n_syn,
+                "classic_aug": aug, "data": data_label(n_real, n_syn) + (f" ({set_name})" if n_syn and len(pools) > 1 else ""),
+            }
+            label = fields["data"] + (", classic aug." if aug else "")
+            rows.append(arm_row(label, _row_key(set_name, n_real, n_syn, aug), fields, runs, SEGMENTATION_COLUMNS, run_dir, seeds))
     notes = [
         f"{net_name}, {epochs} epochs at {image_size} px, batch {batch_size}, Adam lr {lr:g}"
         + (f" (x0.1 every {lr_step} epochs)" if lr_step else "")
@@ -621,51 +592,6 @@ def run_segmentation_experiment(
 
 
 # ---------------------------------------------------------------------------------------------- command line
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _bools(text: str) -> list[bool]:
-    table = {"0": False, "1": True, "false": False, "true": True, "no": False, "yes": True}
-    try:
-        return [table[v.strip().lower()] for v in text.split(",") if v.strip()]
-    except KeyError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated 0/1 (or false/true), got {text!r}") from None
-
-
-def _json_dict(text: str) -> dict:
-    import json
-
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
-
-
-def parse_synthetic_args(values: Sequence[str]) -> Any:
-    """``--synthetic`` values: ``DIR`` (pooled into one set) or ``NAME=DIR`` (named, separate sets)."""
-    if not values:
-        return None
-    if all("=" in v for v in values):
-        return {v.split("=", 1)[0]: v.split("=", 1)[1] for v in values}
-    if any("=" in v for v in values):
-        raise argparse.ArgumentTypeError("--synthetic: use either DIR ... or NAME=DIR ..., not both.")
-    return list(values) if len(values) > 1 else values[0]
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m monai_gan_aug.evaluation.segmentation --real DATALIST --synthetic DIR [DIR ...] --out DIR``."""
     parser = argparse.ArgumentParser(
@@ -675,12 +601,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--real", default=None, help="real datalist JSON or folder (default: the demo dataset)")
     parser.add_argument("--synthetic", nargs="*", default=[], help="synthetic sets: DIR ... or NAME=DIR ...")
-    parser.add_argument("--real_sizes", type=_ints, default=None, help="real training images per row, e.g. 50,100,250")
+    parser.add_argument("--real_sizes", type=int_list, default=None, help="real training images per row, e.g. 50,100,250")
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--n_synthetic", type=_ints, default=None, help="synthetic images added, e.g. 0,32,64")
-    amount.add_argument("--ratios", type=_floats, default=None, help="synthetic:real ratios, e.g. 0,1")
-    parser.add_argument("--classic_aug", type=_bools, default=[False, True], help="e.g. 0,1")
-    parser.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    amount.add_argument("--n_synthetic", type=int_list, default=None, help="synthetic images added, e.g. 0,32,64")
+    amount.add_argument("--ratios", type=float_list, default=None, help="synthetic:real ratios, e.g. 0,1")
+    parser.add_argument("--classic_aug", type=bool_list, default=[False, True], help="e.g. 0,1")
+    parser.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     parser.add_argument("--network", default="unet", choices=NETWORKS)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--image_size", type=int, default=64)
@@ -690,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--label_key", default="label")
     parser.add_argument("--num_classes", type=int, default=2)
     parser.add_argument("--lesion_only", action="store_true", help="only real images with foreground")
-    parser.add_argument("--network_kwargs", type=_json_dict, default=None,
+    parser.add_argument("--network_kwargs", type=json_dict, default=None,
                         help='network overrides as JSON, e.g. \'{"channels": [8, 16, 32], "strides": [2, 2]}\'')
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", required=True, help="output folder")

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from monai_gan_aug.utils.misc import json_safe  # re-exported: the tables' JSON conversion
+
 __all__ = [
     "aggregate_runs",
     "format_summary",
@@ -44,33 +46,6 @@ __all__ = [
     "table_markdown",
     "write_table",
 ]
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with numpy scalars / arrays, tuples, paths and non-finite floats made JSON-friendly (``nan`` and
-    ``inf`` become ``None``; unknown objects their ``str``)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, (list, tuple, set)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "item") and callable(value.item):  # 0-d tensors
-        try:
-            return json_safe(value.item())
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    return str(value)
 
 
 def _finite(value: Any) -> float | None:

@@ -39,6 +39,8 @@ from monai.data.box_utils import clip_boxes_to_image
 from monai.transforms import LoadImage
 
 from monai_gan_aug.data.errors import DatalistError
+from monai_gan_aug.evaluation.fidelity import BoxContrastFilter  # re-exported: the detection experiment's filter
+from monai_gan_aug.evaluation.protocols import collect_synthetic_items, load_splits
 from monai_gan_aug.transforms.boxes.array import as_box_array, boxes_to_yolo_lines
 from monai_gan_aug.utils.misc import as_bool
 
@@ -99,21 +101,12 @@ def window_to_uint8(image: Any, percentiles: Sequence[float] = (0.5, 99.5)) -> n
 
 
 # ---------------------------------------------------------------------------------------------- datalists
-def _json_lacks_split(source: Any, key: str) -> bool:
-    if source is None:
-        return False
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = next((path / n for n in ("datalist.json", "dataset.json") if (path / n).is_file()), path)
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(content, dict) and not isinstance(content.get(key), list)
-
-
 def load_real_splits(real: str | os.PathLike | Mapping[str, Sequence[dict]] | None) -> dict[str, list[dict]]:
     """The ``training`` / ``validation`` / ``test`` lists of a real detection datalist, with absolute paths.
+
+    :func:`~monai_gan_aug.evaluation.protocols.load_splits` (a single-list source split by patient with
+    :func:`monai_gan_aug.data.datalist.load_datalist`'s default fractions, 0.1 validation and 0.1 test) that also
+    requires box annotations.
 
     Args:
         real: a datalist JSON, a folder holding ``datalist.json``, ``None`` (the embedded demo dataset), or a dict
@@ -123,142 +116,13 @@ def load_real_splits(real: str | os.PathLike | Mapping[str, Sequence[dict]] | No
     Raises:
         DatalistError: for an unreadable datalist or one without any ``boxes``.
     """
-    if isinstance(real, Mapping):
-        lists = {key: [dict(item) for item in real.get(key, [])] for key in SPLIT_KEYS.values()}
-        source = "the given datalist dict"
-    else:
-        from monai_gan_aug.data.datalist import load_datalist
-
-        lists = {}
-        for key in SPLIT_KEYS.values():
-            try:
-                lists[key] = load_datalist(real, split=key, spatial_dims=2)
-            except DatalistError:
-                if _json_lacks_split(real, key):  # e.g. no "validation" list: an empty split, not an error
-                    lists[key] = []
-                else:
-                    raise
-        source = str(real) if real is not None else "the demo dataset"
-    for key, items in lists.items():
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or "image" not in item:
-                raise DatalistError(f"{source}: item {i} of '{key}' has no 'image' ({item!r}).")
-    everything = [item for items in lists.values() for item in items]
-    if not everything:
-        raise DatalistError(f"{source}: the training, validation and test lists are all empty.")
-    if not any("boxes" in item for item in everything):
+    lists = load_splits(real, val_fraction=0.1, test_fraction=0.1, seed=0)
+    if not any("boxes" in item for items in lists.values() for item in items):
+        source = "the given datalist dict" if isinstance(real, Mapping) else str(real) if real is not None else "the demo dataset"
         raise DatalistError(
             f"{source}: no item has 'boxes'; a detection experiment needs box annotations (see docs/conventions.md)."
         )
     return lists
-
-
-def _synthetic_lists(source: str | os.PathLike) -> list[dict]:
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / "datalist.json"
-    if not path.is_file():
-        raise DatalistError(
-            f"synthetic set {source}: no datalist.json found; pass the output folder of SyntheticWriter or a datalist "
-            "JSON."
-        )
-    from monai_gan_aug.data.datalist import load_datalist
-
-    items = load_datalist(path, split="all", spatial_dims=2, check=False)
-    for i, item in enumerate(items):
-        if "image" not in item:
-            raise DatalistError(f"synthetic set {path}: item {i} has no 'image'.")
-        if not Path(item["image"]).is_file():
-            raise DatalistError(f"synthetic set {path}: item {i} image {item['image']} does not exist.")
-    return items
-
-
-class BoxContrastFilter:
-    """Keep a synthetic image when the lesions in its boxes stand out: ``box_contrast(image, boxes) >= threshold``.
-
-    The paper "manually discard[s] synthetic images with unclear tumour appearance"; this is the automatic
-    stand-in, using the fidelity score :func:`monai_gan_aug.evaluation.fidelity.box_contrast` (mean contrast of the
-    boxes against a surrounding ring, in foreground-std units). Images without boxes are kept (nothing is
-    unclear in them); a non-finite score discards the image.
-
-    Args:
-        min_box_contrast: the threshold.
-        score_fn: the scoring function ``(image (C, *spatial), boxes (N, 4)) -> float``; default ``box_contrast``.
-    """
-
-    def __init__(self, min_box_contrast: float, score_fn: Callable[[Any, Any], float] | None = None) -> None:
-        if isinstance(min_box_contrast, bool) or not isinstance(min_box_contrast, (int, float, np.floating)):
-            raise TypeError(f"min_box_contrast must be a number, got {type(min_box_contrast).__name__}.")
-        self.min_box_contrast = float(min_box_contrast)
-        self.score_fn = score_fn
-
-    def score(self, image: Any, boxes: Any) -> float:
-        """The box contrast of ``image`` (``nan`` when there is no box)."""
-        boxes = as_box_array(boxes, spatial_dims=2)
-        if len(boxes) == 0:
-            return float("nan")
-        fn = self.score_fn
-        if fn is None:
-            from monai_gan_aug.evaluation.fidelity import box_contrast as fn
-        return float(fn(image, boxes))
-
-    def __call__(self, image: Any, boxes: Any) -> bool:
-        if len(as_box_array(boxes, spatial_dims=2)) == 0:
-            return True
-        s = self.score(image, boxes)
-        return bool(np.isfinite(s) and s >= self.min_box_contrast)
-
-    def __repr__(self) -> str:
-        return f"BoxContrastFilter(min_box_contrast={self.min_box_contrast})"
-
-
-def collect_synthetic_items(
-    sources: Sequence[str | os.PathLike] | str | os.PathLike | None,
-    synthetic_filter: Callable[[Any, Any], bool] | None = None,
-) -> tuple[list[dict], dict[str, Any]]:
-    """All items of the synthetic sets (folders of :class:`~monai_gan_aug.handlers.SyntheticWriter` or datalist
-    JSONs) that pass ``synthetic_filter``, in source order, each marked ``synthetic: True``.
-
-    Args:
-        sources: one or several folders / JSON files; ``None`` or ``[]`` gives no items.
-        synthetic_filter: ``(image (C, W, H) array, boxes (N, 4)) -> bool``; ``None`` keeps everything.
-
-    Returns:
-        ``(items, info)``; ``info`` holds ``sources``, ``n_total``, ``n_kept``, ``filter`` and, for a
-        :class:`BoxContrastFilter`, each item's score under ``box_contrast`` in the items.
-
-    Raises:
-        DatalistError: for a missing / unreadable source.
-    """
-    if sources is None:
-        sources = []
-    elif isinstance(sources, (str, os.PathLike)):
-        sources = [sources]
-    items: list[dict] = []
-    for src in sources:
-        for item in _synthetic_lists(src):
-            items.append({**item, "synthetic": True, "synthetic_source": str(src)})
-    n_total = len(items)
-    if synthetic_filter is not None and items:
-        loader = LoadImage(image_only=True, ensure_channel_first=True)
-        kept = []
-        for item in items:
-            image = loader(item["image"])
-            boxes = as_box_array(item.get("boxes"), spatial_dims=2)
-            if isinstance(synthetic_filter, BoxContrastFilter) and len(boxes):
-                item["box_contrast"] = synthetic_filter.score(image, boxes)
-            if synthetic_filter(image, boxes):
-                kept.append(item)
-        items = kept
-    info = {
-        "sources": [str(s) for s in sources],
-        "n_total": n_total,
-        "n_kept": len(items),
-        "filter": repr(synthetic_filter) if synthetic_filter is not None else None,
-    }
-    if synthetic_filter is not None:
-        logger.info("synthetic filter %r kept %d of %d images", synthetic_filter, len(items), n_total)
-    return items, info
 
 
 # ---------------------------------------------------------------------------------------------- writing

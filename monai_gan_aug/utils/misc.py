@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["as_bool"]
+import numpy as np
+
+__all__ = ["as_bool", "json_safe"]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", "none", ""}
@@ -31,3 +36,30 @@ def as_bool(value: Any, name: str = "value") -> bool:
         if v in _FALSE:
             return False
     raise ValueError(f"{name} must be true or false, got {value!r}.")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with numpy scalars / arrays, tuples, paths and non-finite floats made JSON-friendly (``nan`` and
+    ``inf`` become ``None``; unknown objects their ``str``), so that ``json.dumps`` writes strict JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (list, tuple, set)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item") and callable(value.item):  # 0-d tensors
+        try:
+            return json_safe(value.item())
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    return str(value)

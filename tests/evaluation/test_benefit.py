@@ -235,3 +235,15 @@ def test_operating_threshold_is_chosen_on_the_given_images():
     t = B.operating_threshold(preds, gt, 0.5)  # one false positive allowed: keep 0.8, drop 0.6
     assert 0.6 < t < 0.61
     assert B.operating_threshold(preds, gt, 5.0) == 0.0
+
+
+@pytest.mark.slow
+def test_quick_classification_run(demo, tmp_path):
+    """The third task through the same runner: no copy-paste arm (classic augmentation is its cheap alternative),
+    accuracy per patient with a verdict, AUC per run."""
+    report = B.run_benefit("pggan_bbox", "classification", demo, tmp_path / "cls", fractions=[1.0], seeds=[0, 1],
+                           quick=True, n_boot=100, progress=False)
+    assert [a["name"] for a in report["arms"]] == ["real", "real+classic", "real+gan x1", "real+gan x1+classic"]
+    entry = report["rows"][0]["arms"]["real+gan x1"]
+    assert 0.0 <= entry["accuracy"]["mean"] <= 1.0 and "auc" in entry
+    assert entry["accuracy"]["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")

@@ -7,7 +7,6 @@ import json
 import logging
 import socket
 import sys
-import types
 from pathlib import Path
 
 import nibabel as nib
@@ -296,6 +295,33 @@ def test_export_errors(tmp_path):
         det.run_detection_experiment(datalist, None, ratios=(-1,), out_dir=tmp_path / "exp")
 
 
+def test_load_real_splits_is_load_splits_with_boxes_required(tmp_path):
+    from monai_gan_aug.evaluation.protocols import load_splits
+
+    datalist, _ = _real_dataset(tmp_path / "real", n_train=6)
+    lists = yd.load_real_splits(datalist)
+    assert [len(lists[s]) for s in ("training", "validation", "test")] == [6, 1, 1]
+    assert lists == load_splits(datalist)
+    # a JSON without a "validation" list: an empty split, as in load_splits
+    content = json.loads(datalist.read_text())
+    del content["validation"]
+    (tmp_path / "real" / "noval.json").write_text(json.dumps(content))
+    assert yd.load_real_splits(tmp_path / "real" / "noval.json")["validation"] == []
+    # one list is split by patient with load_datalist's fractions (0.1 validation, 0.1 test), not load_splits' 0.2
+    single = tmp_path / "real" / "single.json"
+    single.write_text(json.dumps({"training": [it for s in ("training", "validation", "test") for it in content.get(s, [])]
+                                  + [dict(content["training"][0], patient=f"q{i}") for i in range(10)]}))
+    assert yd.load_real_splits(single) == load_splits(single, val_fraction=0.1, test_fraction=0.1)
+    given = {"training": lists["training"], "test": lists["test"]}
+    assert yd.load_real_splits(given) == {"training": lists["training"], "validation": [], "test": lists["test"]}
+    with pytest.raises(DatalistError, match="the given datalist dict: no item has 'boxes'"):
+        yd.load_real_splits({"training": [{"image": lists["training"][0]["image"]}]})
+    with pytest.raises(DatalistError, match="all empty"):
+        yd.load_real_splits({"training": []})
+    with pytest.raises(DatalistError, match="has no 'image'"):
+        yd.load_real_splits({"training": [{"boxes": []}]})
+
+
 def test_box_contrast_filter(tmp_path, monkeypatch):
     syn = _toy_synthetic(tmp_path / "syn", n=6)
 
@@ -312,13 +338,12 @@ def test_box_contrast_filter(tmp_path, monkeypatch):
     assert (info["n_total"], info["n_kept"]) == (6, 3)
     assert all(item["box_contrast"] >= 0.5 for item in items)
     assert sorted(Path(i["image"]).name for i in items) == [f"syn_{k:06d}.nii.gz" for k in (0, 2, 4)]
-    # the default score is monai_gan_aug.evaluation.fidelity.box_contrast (faked here if that module is missing)
-    try:
-        from monai_gan_aug.evaluation import fidelity
-    except ImportError:
-        fidelity = types.ModuleType("monai_gan_aug.evaluation.fidelity")
-        monkeypatch.setitem(sys.modules, "monai_gan_aug.evaluation.fidelity", fidelity)
-    monkeypatch.setattr(fidelity, "box_contrast", contrast, raising=False)
+    # the filter lives in evaluation.fidelity (yolo_data re-exports it); its default score is fidelity.box_contrast
+    from monai_gan_aug.evaluation import fidelity, protocols
+
+    assert yd.BoxContrastFilter is fidelity.BoxContrastFilter
+    assert yd.collect_synthetic_items is protocols.collect_synthetic_items
+    monkeypatch.setattr(fidelity, "box_contrast", contrast)
     items, info = yd.collect_synthetic_items(syn, det._as_filter(None, 0.5))
     assert info["n_kept"] == 3
     with pytest.raises(TypeError):

@@ -14,6 +14,7 @@ from ignite.engine import Engine
 from monai_gan_aug.data.errors import DatalistError
 from monai_gan_aug.evaluation import protocols as pr
 from monai_gan_aug.evaluation import tables as tb
+from monai_gan_aug.evaluation import thyroid as th
 from monai_gan_aug.handlers.writer import SyntheticWriter
 
 SIZE = 32
@@ -137,6 +138,21 @@ def test_run_records_resume_only_with_same_config(tmp_path):
     assert tb.load_run_record(path, {"seed": 0, "sizes": [1, 2]}) is None
 
 
+def test_json_safe_is_the_one_in_utils():
+    from pathlib import Path
+
+    from monai_gan_aug.utils.misc import json_safe
+
+    assert tb.json_safe is json_safe
+    value = {1: (np.float32(0.5), np.int64(3), np.bool_(True)), "a": np.array([[1, 2]]), "nan": float("nan"),
+             "inf": np.float64("inf"), "p": Path("/x/y"), "t": torch.tensor(2.5), "s": {4}, "o": object, "n": None}
+    out = json_safe(value)
+    assert out == {"1": [0.5, 3, True], "a": [[1, 2]], "nan": None, "inf": None, "p": "/x/y", "t": 2.5, "s": [4],
+                   "o": str(object), "n": None}
+    assert type(out["1"][2]) is bool and type(out["1"][1]) is int
+    json.dumps(out, allow_nan=False)
+
+
 # ---------------------------------------------------------------------------------------------- draws
 def test_draw_subset_nested_and_stratified():
     items = list(range(20))
@@ -168,6 +184,64 @@ def test_synthetic_counts():
         pr.synthetic_counts(10, n_synthetic=[1.5])
 
 
+def test_arm_grid_rows():
+    pools = {"a": list(range(3)), "b": list(range(10))}
+    # the real-only row once per size, then each set's amounts capped by its size (duplicates dropped)
+    assert list(pr.arm_grid([2, 5], pools, n_synthetic=(0, 4))) == [
+        (2, "a", 0), (2, "a", 3), (2, "b", 4), (5, "a", 0), (5, "a", 3), (5, "b", 4)]
+    assert list(pr.arm_grid([4], pools, ratios=(0, 1))) == [(4, "a", 0), (4, "a", 3), (4, "b", 4)]
+    assert list(pr.arm_grid([4], pools)) == [(4, "a", 0), (4, "a", 3), (4, "b", 4)]  # default: 0 and n_real
+    assert list(pr.arm_grid([1, 3], {}, n_synthetic=(0, 8))) == [(1, None, 0), (3, None, 0)]
+
+
+def test_draw_training_data_nested_and_paired():
+    train = [{"i": i} for i in range(10)]
+    pool = [{"s": i} for i in range(6)]
+    real_only = pr.draw_training_data(train, 4, seed=1)
+    with_syn = pr.draw_training_data(train, 4, seed=1, pool=pool, n_syn=3)
+    assert with_syn[:4] == real_only and len(with_syn) == 7  # the same real items first, then the synthetic ones
+    order = np.random.default_rng([1, 1]).permutation(6)[:3]
+    assert with_syn[4:] == [pool[i] for i in order]
+    assert set(map(str, pr.draw_training_data(train, 2, seed=1))) <= set(map(str, real_only))  # nested sizes
+    strat = pr.draw_training_data(train, 2, seed=0, stratify=[0] * 8 + [1] * 2)
+    assert {d["i"] >= 8 for d in strat} == {True, False}
+    with pytest.raises(ValueError, match="without a pool"):
+        pr.draw_training_data(train, 2, seed=0, n_syn=1)
+
+
+def test_cached_run_resumes_only_with_same_config(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"metrics": {"dice": np.float64(0.25)}, "bad": float("nan")}
+
+    path = pr.run_file(tmp_path / "runs", "set/r2_s1/noaug", 3)
+    assert path == tmp_path / "runs" / "set_r2_s1_noaug_seed3.json"
+    assert pr.cached_run(path, {"seed": 3}, True, compute) == {"metrics": {"dice": 0.25}, "bad": None}
+    assert pr.cached_run(path, {"seed": 3}, True, compute) == {"metrics": {"dice": 0.25}, "bad": None}
+    assert len(calls) == 1 and path.is_file()
+    pr.cached_run(path, {"seed": 4}, True, compute)  # other settings: run again
+    pr.cached_run(path, {"seed": 4}, False, compute)  # no resume: run again
+    assert len(calls) == 3
+
+
+def test_arm_row_and_names(tmp_path):
+    runs = [{"metrics": {"dice": 0.2, "miou": 0.1}, "train_seconds": 2.0},
+            {"metrics": {"dice": 0.4, "miou": None}, "train_seconds": 4.0}]
+    row = pr.arm_row("2 R", "real/r2_s0/noaug", {"n_real": 2}, runs, (("dice", "Dice"), ("miou", "mIoU")),
+                     tmp_path, (0, 1))
+    assert list(row) == ["label", "key", "fields", "metrics", "train_seconds", "runs"]
+    assert row["metrics"]["dice"]["mean"] == pytest.approx(0.3) and row["metrics"]["miou"]["n"] == 1
+    assert row["train_seconds"]["mean"] == pytest.approx(3.0)
+    assert row["runs"] == [str(tmp_path / "real_r2_s0_noaug_seed0.json"), str(tmp_path / "real_r2_s0_noaug_seed1.json")]
+    assert pr.slug("WGAN-GP / ours") == "WGAN-GP_ours" and pr.slug("") == "set"
+    assert pr.data_label(50, 0) == "50 R" and pr.data_label(50, 25) == "50 R + 25 S"
+    assert pr.network_name("unet") == "unet" and pr.network_name(torch.nn.Identity) == "Identity"
+    assert pr.source_name("a/b.json") == "a/b.json" and pr.source_name({"training": []}) == "dict"
+    assert pr.source_name(None) == "None" and pr.source_name([]) == "list"
+
+
 # ---------------------------------------------------------------------------------------------- loading
 def test_load_splits_and_preload(demo, tmp_path):
     splits = pr.load_splits(demo)
@@ -177,6 +251,9 @@ def test_load_splits_and_preload(demo, tmp_path):
     assert type(pre[0]["image"]) is torch.Tensor and pre[0]["image"].dtype == torch.float32
     assert pre[0]["image"].min() >= -1 and pre[0]["image"].max() <= 1 and pre[0]["image"].max() > 0.9
     assert set(torch.unique(torch.cat([p["label"] for p in pre])).tolist()) <= {0.0, 1.0}
+    assert pr.ensure_preloaded(pre, SIZE, mask_key="label") == pre  # preloaded items pass as they are
+    again = pr.ensure_preloaded(splits["test"], SIZE, mask_key="label")
+    assert all(torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"]) for a, b in zip(again, pre))
     cls = pr.preload_items(splits["test"], 16, class_key="class")
     assert cls[0]["image"].shape == (1, 16, 16) and cls[0]["label"].dtype == torch.long
     assert sorted(int(c["label"]) for c in cls) == sorted(i["class"] for i in splits["test"])
@@ -311,19 +388,19 @@ def test_fit_supervised_restores_best_validation_epoch(values, best):
 def test_msssim_settings_fit_monai():
     from monai.metrics import MultiScaleSSIMMetric
 
-    assert pr.msssim_settings(256) == {"kernel_size": 11, "weights": pytest.approx((0.0448, 0.2856, 0.3001, 0.2363, 0.1333), abs=1e-3)}
+    assert th.msssim_settings(256) == {"kernel_size": 11, "weights": pytest.approx((0.0448, 0.2856, 0.3001, 0.2363, 0.1333), abs=1e-3)}
     for size in (32, 128):
-        s = pr.msssim_settings(size)
+        s = th.msssim_settings(size)
         assert sum(s["weights"]) == pytest.approx(1.0)
         x = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(size))
         m = MultiScaleSSIMMetric(spatial_dims=2, data_range=1.0, kernel_size=s["kernel_size"], weights=s["weights"])
         assert float(m(x, x).mean()) == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(ValueError, match="8 px"):
-        pr.msssim_settings(4)
+        th.msssim_settings(4)
 
 
 def test_thyroid_protocol_tiny(demo, flipped_set, noise_set, tmp_path):
-    result = pr.thyroid_protocol(
+    result = th.thyroid_protocol(
         demo, {"flipped": flipped_set, "noise": noise_set}, tmp_path / "thy", metrics_split="all", n_tests=2,
         n_images=4, msssim_tests=2, msssim_images=3, feature_size=16, n_synthetic=(0, 2), seeds=(0,), epochs=1,
         image_size=SIZE,
@@ -349,6 +426,6 @@ def test_thyroid_protocol_tiny(demo, flipped_set, noise_set, tmp_path):
     md = (tmp_path / "thy" / "thyroid_protocol.md").read_text()
     assert "| Method | Images | MMD | 1-NN | MS-SSIM |" in md and "No segmentation rows for noise" in md
     with pytest.raises(ValueError, match="non-empty dict"):
-        pr.thyroid_protocol(demo, {}, tmp_path / "x")
+        th.thyroid_protocol(demo, {}, tmp_path / "x")
     with pytest.raises(ValueError, match="metrics_split"):
-        pr.thyroid_protocol(demo, {"n": noise_set}, tmp_path / "x", metrics_split="train")
+        th.thyroid_protocol(demo, {"n": noise_set}, tmp_path / "x", metrics_split="train")
