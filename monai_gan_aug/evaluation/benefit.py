@@ -393,7 +393,8 @@ TASKS: dict[str, type[BenefitTask]] = {"segmentation": SegmentationTask, "detect
 
 #: Which downstream tasks each bundle's synthetic sets can serve, and the item key its synthetic items carry.
 BUNDLE_TASKS: dict[str, tuple[str, ...]] = {"pix2pix": ("segmentation",), "dfgan": ("segmentation",),
-                                            "pggan_bbox": ("detection", "classification")}
+                                            "pggan_bbox": ("detection", "classification"),
+                                            "lesion_inpaint": ("detection",)}
 
 #: Generator settings of ``quick`` mode (tests): a few iterations of a tiny network.
 _QUICK_PIX2PIX = {"image_size": 16, "base_channels": 4, "max_channels": 16, "d_base_channels": 4, "receptive_field": 22,
@@ -403,6 +404,9 @@ QUICK_GENERATOR: dict[str, dict[str, Any]] = {
     "dfgan": _QUICK_PIX2PIX,
     "pggan_bbox": {"image_size": 16, "fmap_base": 32, "fmap_max": 8, "latent_size": 8, "batch_size": 2,
                    "images_per_phase": 4, "save_interval": 1000, "sample_interval": 1000},
+    "lesion_inpaint": {"image_size": 32, "patch_size": 16, "box_crop_size": 8, "channels": [4, 8, 8],
+                       "critic_channels": [4, 8], "batch_size": 1, "max_iterations": 2, "save_interval": 2,
+                       "sample_interval": 100},
 }
 #: Downstream settings of ``quick`` mode.
 QUICK_TASK: dict[str, dict[str, Any]] = {"segmentation": {"image_size": 32, "epochs": 1, "batch_size": 4},

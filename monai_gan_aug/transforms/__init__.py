@@ -36,6 +36,16 @@ from .copy_paste import (
     RandLesionCopyPasteDict,
     feather_alpha,
 )
+from .inpaint import (
+    LesionContextCrop,
+    LesionContextCropD,
+    LesionContextCropd,
+    LesionContextCropDict,
+    LesionInpaintDataset,
+    inpaint_collate,
+    lesion_items,
+    load_box_file,
+)
 from .mix import SyntheticMix, SyntheticMixD, SyntheticMixd, SyntheticMixDict
 from .preprocessing.array import (
     CheckImage,
@@ -70,4 +80,4 @@ from .preprocessing.dictionary import (
     ScaleToSymmetricRangeDict,
 )
 
-__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing", "mix", "copy_paste")]
+__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing", "mix", "copy_paste", "inpaint")]

@@ -9,6 +9,7 @@ from .cyclegan import CycleGANObjective
 from .dfgan import DFGANObjective
 from .fastgan import FastGANObjective
 from .ga_unet import GAUNetObjective
+from .lesion_inpaint import LesionInpaintObjective
 from .noise import DCGANObjective, WGANGPObjective
 from .pix2pix import Pix2PixObjective
 
@@ -25,4 +26,5 @@ __all__ = [
     "Pix2PixObjective",
     "DFGANObjective",
     "CycleGANObjective",
+    "LesionInpaintObjective",
 ]

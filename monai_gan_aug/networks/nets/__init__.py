@@ -14,6 +14,7 @@ from .cyclegan import ResidualBlock, ResNetGenerator
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .fastgan import FastGANDiscriminator, FastGANGenerator
 from .ga_unet import BatchRenorm, GAUNetCritic, GAUNetGenerator
+from .lesion_inpaint import LesionInpaintCritic, LesionInpaintGenerator
 from .pix2pix import Pix2PixGenerator
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "GAUNetCritic",
     "BatchRenorm",
     "Pix2PixGenerator",
+    "LesionInpaintGenerator",
+    "LesionInpaintCritic",
     "ResNetGenerator",
     "ResidualBlock",
 ]
