@@ -24,6 +24,7 @@ DEMO_DEFAULTS = {
     },
     "dcgan": {"train": {"max_iterations": 300, "save_interval": 100, "sample_interval": 100}},
     "wgan_gp": {"train": {"max_iterations": 200, "save_interval": 100, "sample_interval": 100}},
+    "lesion_inpaint": {"train": {"max_iterations": 200, "save_interval": 100, "sample_interval": 100}},
 }
 DEFAULT_BUNDLE = "pggan_bbox"
 
