@@ -26,6 +26,7 @@ Protocol (:func:`run_benefit`):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -492,6 +493,25 @@ def train_and_generate(
     tmp.write_text(json.dumps({"training": [dict(i) for i in subset]}, indent=1))
     tmp.replace(datalist)
     check_generator_data(datalist, subset)
+    with _restored_logging():  # a bundle's logging.conf sets the root logger to INFO: keep the runner's output readable
+        _generate(run_bundle, bundle, datalist, n_samples, work, overrides, inference_overrides, seed)
+    sets = load_synthetic_sets(str(work / f"synthetic_{n_samples}"))
+    return next(iter(sets.values()))
+
+
+@contextlib.contextmanager
+def _restored_logging() -> Any:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+
+
+def _generate(run_bundle: Callable, bundle: str, datalist: Path, n_samples: int, work: Path,
+              overrides: Mapping[str, Any], inference_overrides: Mapping[str, Any], seed: int) -> None:
     run_bundle(bundle, "train.json", {"dataset_dir": str(datalist), "output_dir": str(work), "seed": seed,
                                       **dict(overrides)})
     syn = work / f"synthetic_{n_samples}"
@@ -502,8 +522,6 @@ def train_and_generate(
                                               "synthetic_dir": str(syn), "num_samples": int(n_samples),
                                               "overwrite": syn.exists(), **dict(inference_overrides)},
                    workflow_type="infer")
-    sets = load_synthetic_sets(str(syn))
-    return next(iter(sets.values()))
 
 
 def copy_paste_set(subset: Sequence[dict], n_samples: int, out: Path, seed: int = 0) -> list[dict]:
