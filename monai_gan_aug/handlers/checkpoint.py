@@ -170,3 +170,10 @@ class GanCheckpointHandler:
         if engine.state.epoch_length and engine.state.iteration >= engine.state.epoch_length * engine.state.max_epochs:
             logger.info("Training already complete at iteration %d; raise --max_epochs to continue.", engine.state.iteration)
             engine.terminate()
+        # the engine's own max_iterations check ran at STARTED before this load (iteration 0): a run that stops on
+        # max_iterations and is already there must not train one more iteration
+        max_iterations = getattr(engine, "max_iterations", None)
+        if max_iterations is not None and engine.state.iteration >= max_iterations:
+            logger.info("Training already complete at iteration %d (max_iterations=%d).", engine.state.iteration,
+                        max_iterations)
+            engine.terminate()

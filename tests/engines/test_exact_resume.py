@@ -52,7 +52,7 @@ def make_loader(seed: int) -> DataLoader:
     return DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True, num_workers=0)
 
 
-def make_trainer(loader, max_epochs: int, handlers=(), init_seed: int = 0) -> GanTrainer:
+def make_trainer(loader, max_epochs: int, handlers=(), init_seed: int = 0, max_iterations=None) -> GanTrainer:
     torch.manual_seed(init_seed)
     gen = DCGANGenerator(2, 8, 1, 16, 8)
     disc = DCGANDiscriminator(2, 1, 16, 8, norm="batch")
@@ -60,7 +60,7 @@ def make_trainer(loader, max_epochs: int, handlers=(), init_seed: int = 0) -> Ga
         "cpu", max_epochs, loader, {"generator": gen, "discriminator": disc},
         {"generator": torch.optim.Adam(gen.parameters(), 2e-3, betas=(0.5, 0.9)),
          "discriminator": torch.optim.Adam(disc.parameters(), 2e-3, betas=(0.5, 0.9))},
-        DCGANObjective(8, 2), ema={"generator": 0.9}, handlers=list(handlers),
+        DCGANObjective(8, 2), ema={"generator": 0.9}, handlers=list(handlers), max_iterations=max_iterations,
     )
 
 
@@ -179,3 +179,16 @@ def test_resumed_checkpoint_is_kept_until_a_newer_one_is_written(tmp_path, monke
 def test_n_saved_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="n_saved"):
         GanCheckpointHandler(tmp_path, n_saved=0)
+
+
+def test_resuming_a_run_finished_on_max_iterations_trains_nothing(tmp_path):
+    """A run that stops on max_iterations (as pggan_bbox's growth schedule) and is resumed when already there must not
+    train one more iteration (it did: the engine's own check ran before the checkpoint was loaded)."""
+    make_trainer(make_loader(0), max_epochs=100, max_iterations=4,
+                 handlers=[GanCheckpointHandler(tmp_path, save_interval=2)]).run()
+    assert _regular(tmp_path) == ["checkpoint_2.pt", "checkpoint_4.pt"]
+    again = make_trainer(make_loader(0), max_epochs=100, max_iterations=4,
+                         handlers=[GanCheckpointHandler(tmp_path, save_interval=2)])
+    again.run()
+    assert again.state.iteration == 4
+    assert _regular(tmp_path) == ["checkpoint_2.pt", "checkpoint_4.pt"]
