@@ -96,10 +96,11 @@ class Metric:
 
 
 def make_arms(ratios: Sequence[float], copy_paste: bool = True) -> list[Arm]:
-    """The arms of every row: real, real + classic, (real + copy-paste), real + GAN x r with and without classic."""
+    """The arms of every row: real, real + classic, (real + copy-paste), real + GAN x r, the last two with and
+    without classic augmentation."""
     arms = [Arm("real"), Arm(BASELINE, classic=True)]
-    if copy_paste:
-        arms.append(Arm("real+copy_paste", "copy_paste", 1.0))
+    if copy_paste:  # with and without classic augmentation, like the GAN arms: the fair comparison for each
+        arms += [Arm("real+copy_paste", "copy_paste", 1.0), Arm("real+copy_paste+classic", "copy_paste", 1.0, True)]
     for r in ratios:
         tag = f"{float(r):g}"
         arms += [Arm(f"real+gan x{tag}", "gan", float(r)), Arm(f"real+gan x{tag}+classic", "gan", float(r), True)]

@@ -147,13 +147,14 @@ def test_quick_run_end_to_end(demo, tmp_path, monkeypatch):
     all_train = {str((Path(demo).parent / i["image"]).resolve()) for i in json.loads(Path(demo).read_text())["training"]}
     assert all_train - small_subset, "the small subset must leave patients out for the test to mean anything"
     assert not ({str(Path(f).resolve()) for f in small_loaded} & (all_train - small_subset))
-    # paired: per (seed, real size) one initialisation and one real order across the 5 arms
+    # paired: per (seed, real size) one initialisation and one real order across the 6 arms
     by_key: dict = {}
     for seed, n_real, init, first_real in seen:
         by_key.setdefault((seed, n_real), set()).add((init, tuple(first_real)))
-    assert len(seen) == 2 * 5 * 2 and all(len(v) == 1 for v in by_key.values())
+    assert len(seen) == 2 * 6 * 2 and all(len(v) == 1 for v in by_key.values())
     arms = [a["name"] for a in report["arms"]]
-    assert arms == ["real", "real+classic", "real+copy_paste", "real+gan x1", "real+gan x1+classic"]
+    assert arms == ["real", "real+classic", "real+copy_paste", "real+copy_paste+classic", "real+gan x1",
+                    "real+gan x1+classic"]
     for row in report["rows"]:
         for name, entry in row["arms"].items():
             assert np.isfinite(entry["dice_all"]["mean"])
