@@ -50,7 +50,8 @@ def root_cause(exc: BaseException) -> BaseException:
     while is_config_wrapper(exc) and id(exc) not in seen:
         seen.add(id(exc))
         inner = _wrapped_by(exc)
-        assert inner is not None
+        if inner is None:  # is_config_wrapper requires a wrapped error; kept for type checkers
+            break
         exc = inner
     return exc
 
