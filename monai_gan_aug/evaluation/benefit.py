@@ -688,16 +688,9 @@ def run_benefit(
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    try:
-        from tqdm import tqdm
+    from tqdm import tqdm  # a dependency of the package (setup.py)
 
-        return tqdm(total=total, desc=desc, unit="run", disable=not enabled)
-    except ImportError:  # pragma: no cover - tqdm ships with MONAI's dependencies
-        class _Null:
-            def update(self, n: int) -> None: ...
-            def close(self) -> None: ...
-
-        return _Null()
+    return tqdm(total=total, desc=desc, unit="run", disable=not enabled)
 
 
 def _report(t: BenefitTask, rows: Sequence[_Row], arms: Sequence[Arm], config: Mapping, n_boot: int) -> dict[str, Any]:
