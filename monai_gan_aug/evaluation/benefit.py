@@ -20,8 +20,9 @@ Protocol (:func:`run_benefit`):
   paired difference with a 95 % bootstrap interval resampling seeds and test patients
   (:func:`~monai_gan_aug.metrics.paired.paired_bootstrap`) and a verdict: helps / hurts / cannot tell. Markdown,
   JSON and a PNG per task (metric vs real-data size, one line per arm, bands).
-* **Resume**: every generator and every downstream run is keyed by a hash of its settings; finished ones are
-  reused, a changed setting never reuses a stale one.
+* **Resume**: every generator is keyed by a hash of its settings and of its bundle's config files, every downstream
+  run by a hash of its settings and of the *bytes* of the real, added and test files it saw; finished ones are
+  reused, a changed setting or a regenerated file never reuses a stale one.
 """
 
 from __future__ import annotations
@@ -474,6 +475,47 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(json_safe(obj), sort_keys=True).encode()).hexdigest()[:10]
 
 
+_FILE_SHA: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha(path: str) -> str:
+    """sha256 of a file's bytes, remembered per (path, size, mtime) so a run's key costs one read per file."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _FILE_SHA:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_SHA[key] = h.hexdigest()
+    return _FILE_SHA[key]
+
+
+def content_digest(items: Sequence[Mapping]) -> str:
+    """A digest of what ``items`` hold, not of where: every file they name by its bytes, every other value (boxes,
+    class) as it is; independent of item order and of file names. Two sets with the same digest train the same."""
+    per_item = []
+    for item in items:
+        entry = {}
+        for k, v in item.items():
+            if k in ("patient", "name", "pasted_into", "checkpoint"):  # provenance, not content
+                continue
+            if isinstance(v, str) and os.path.sep in v and os.path.isfile(v):
+                entry[k] = _file_sha(os.path.realpath(v))
+            elif not (isinstance(v, str) and os.path.sep in v):
+                entry[k] = v
+        per_item.append(json.dumps(json_safe(entry), sort_keys=True))
+    return hashlib.sha256("\n".join(sorted(per_item)).encode()).hexdigest()[:16]
+
+
+def bundle_config_digest(bundle: str) -> str:
+    """A digest of the bundle's config files: a generator trained before they changed is not reused."""
+    from monai_gan_aug.engines.bundles import bundle_root
+
+    files = sorted((bundle_root(bundle) / "configs").glob("*.json"))
+    return _digest({f.name: f.read_text() for f in files})
+
+
 def _pct(f: float) -> str:
     return f"{100 * f:g}pct"
 
@@ -634,6 +676,7 @@ def run_benefit(
               "task_settings": t.settings, "subset_seed": subset_seed, "copy_paste": copy_paste}
     t0 = time.perf_counter()
     t.prepare(splits)
+    test_digest = content_digest(splits["test"])
     timings: dict[str, float] = {"generators_s": 0.0, "copy_paste_s": 0.0, "downstream_s": 0.0}
     rows: list[_Row] = []
     n_total = len(subsets) * len(arms) * len(seeds)
@@ -641,10 +684,12 @@ def run_benefit(
     for f, subset in subsets.items():
         row = _Row(f, len({patient_of(i) for i in subset}), len(subset))
         n_syn = max(1, int(round(max(ratios) * len(subset))))
+        real_digest = content_digest(subset)
         added_sets: dict[str, list[dict]] = {}
         if any(a.added == "gan" for a in arms):
             key = _digest({"bundle": bundle, "subset": sorted(_file_set(subset)), "overrides": gen_over,
-                           "seed": subset_seed})
+                           "seed": subset_seed, "subset_content": real_digest,
+                           "configs": bundle_config_digest(bundle)})
             t1 = time.perf_counter()
             added_sets["gan"] = train_and_generate(bundle, subset, n_syn, out / "generators" / f"{bundle}_{_pct(f)}_{key}",
                                                    gen_over, inf_over, seed=subset_seed)
@@ -665,7 +710,8 @@ def run_benefit(
                     added = [pool[k] for k in order[:n_add]]
                 run_cfg = {"task": task, "settings": t.settings, "real": sorted(_file_set(subset)),
                            "added": sorted(_file_set(added)), "classic": arm.classic, "seed": seed,
-                           "test": sorted(_file_set(splits["test"]))}
+                           "test": sorted(_file_set(splits["test"])),
+                           "content": {"real": real_digest, "added": content_digest(added), "test": test_digest}}
                 path = out / "runs" / f"{task}_{_pct(f)}_{arm.name.replace(' ', '_').replace('+', '-')}_s{seed}_{_digest(run_cfg)}.json"
                 cached = load_run_record(path, run_cfg)
                 if cached is None:

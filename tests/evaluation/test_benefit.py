@@ -168,6 +168,16 @@ def test_quick_run_end_to_end(demo, tmp_path, monkeypatch):
     again = B.run_benefit("pix2pix", "segmentation", demo, out, fractions=[0.5, 1.0], seeds=[0, 1], quick=True,
                           n_boot=200, progress=False)
     assert not seen and again["rows"][0]["arms"]["real"]["dice_all"] == report["rows"][0]["arms"]["real"]["dice_all"]
+    # a synthetic image regenerated in place (same path, other bytes) retrains exactly the runs that added it
+    import nibabel as nib
+
+    (img,) = sorted((out / "generators").glob("pix2pix_50pct_*/synthetic_*/images/syn_000000.nii.gz"))
+    vol = nib.load(str(img))
+    nib.save(nib.Nifti1Image(np.asarray(vol.dataobj, np.float32) * 0.5, vol.affine), str(img))
+    B.run_benefit("pix2pix", "segmentation", demo, out, fractions=[0.5, 1.0], seeds=[0, 1], quick=True, n_boot=200,
+                  progress=False)
+    n_small = report["rows"][0]["n_real"]
+    assert len(seen) == 2 * 2 and {n for _, n, _, _ in seen} == {n_small}  # gan x1 with / without classic, 2 seeds
 
 
 def test_detection_needs_boxes(demo, tmp_path):
