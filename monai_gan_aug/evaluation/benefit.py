@@ -21,7 +21,8 @@ Protocol (:func:`run_benefit`):
   (:func:`~monai_gan_aug.metrics.paired.paired_bootstrap`) and a verdict: helps / hurts / cannot tell. Markdown,
   JSON and a PNG per task (metric vs real-data size, one line per arm, bands).
 * **Resume**: every generator is keyed by a hash of its settings and of its bundle's config files, every downstream
-  run by a hash of its settings and of the *bytes* of the real, added and test files it saw; finished ones are
+  run by a hash of its settings and of the *bytes* of the real, added and test files it saw (not their paths: a
+  copied out dir keeps its records); finished ones are
   reused, a changed setting or a regenerated file never reuses a stale one.
 """
 
@@ -708,9 +709,8 @@ def run_benefit(
                     n_add = int(round(arm.ratio * len(subset)))
                     order = np.random.default_rng([seed, 11]).permutation(len(pool))
                     added = [pool[k] for k in order[:n_add]]
-                run_cfg = {"task": task, "settings": t.settings, "real": sorted(_file_set(subset)),
-                           "added": sorted(_file_set(added)), "classic": arm.classic, "seed": seed,
-                           "test": sorted(_file_set(splits["test"])),
+                # keyed by what the run saw, not where it lay: records stay valid when an out dir is copied
+                run_cfg = {"task": task, "settings": t.settings, "classic": arm.classic, "seed": seed,
                            "content": {"real": real_digest, "added": content_digest(added), "test": test_digest}}
                 path = out / "runs" / f"{task}_{_pct(f)}_{arm.name.replace(' ', '_').replace('+', '-')}_s{seed}_{_digest(run_cfg)}.json"
                 cached = load_run_record(path, run_cfg)
