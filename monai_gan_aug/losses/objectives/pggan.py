@@ -6,6 +6,9 @@
 The growth schedule is a pure function of the number of iterations done (:class:`ProgressiveSchedule`), evaluated
 in :meth:`PGGANBoxObjective.on_iteration_started` from ``engine.state.iteration``: a resumed run, even one stopped
 in the middle of a fade-in, continues at exactly the same resolution and ``alpha``.
+
+Optional DiffAugment (Zhao et al., NeurIPS 2020) of everything the critic sees (``diffaugment``, off by default): see
+:class:`PGGANBoxObjective`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from monai_gan_aug.losses.objectives.base import (
     PhaseContext,
     _latents_from_seeds,
 )
+from monai_gan_aug.networks.blocks.diffaugment import diff_augment, parse_policy
 from monai_gan_aug.networks.blocks.progressive import area_downsample, nearest_upsample
 from monai_gan_aug.networks.nets.pggan import pggan_resolutions
 from monai_gan_aug.transforms.boxes.array import as_box_array, boxes_to_condition_map
@@ -227,6 +231,19 @@ class PGGANBoxObjective(GanObjective):
             the boxes, or a box without a lesion, is wrong. 0 (default) is the paper's loss.
         mismatch_margin: the margin of that term.
         box_sampler: draws box sets for :meth:`generate` when a batch brings none.
+        diffaugment: DiffAugment policy of the critic's inputs (Zhao et al. 2020), e.g. ``"color,translation,cutout"``
+            (a comma-separated subset of ``color``, ``brightness``, ``saturation``, ``contrast``, ``translation``,
+            ``cutout``, as FastGAN's ``policy``); ``""`` / None (default) is the paper's training. When on, every
+            critic call sees augmented inputs, real and fake alike, in the critic and the generator step (the
+            generator's gradient flows through the differentiable augmentation). The box map is brought to the
+            current resolution (area pooling, as the critic's own condition pyramid does) and augmented with the
+            *same* random draw as its image: translation and cut-out move / cut the map with the pixels, colour
+            operations touch the image channels only. Reals and fakes get independent draws (from torch's global
+            generator, so a seeded run is reproducible and a resumed one continues the same stream). The
+            gradient penalty is taken on the critic's input: one further draw, shared by each real / fake pair and
+            their map, augments both, and the penalty is the gradient norm at their interpolates (the augmentation
+            is affine for fixed parameters, so these are the augmented interpolates of the un-augmented pair). The
+            generator's condition input is never augmented, so generation is unchanged.
     """
 
     generator_name = "generator"
@@ -247,6 +264,7 @@ class PGGANBoxObjective(GanObjective):
         mismatch_weight: float = 0.0,
         mismatch_margin: float = 1.0,
         box_sampler: BoxSampler | None = None,
+        diffaugment: str | Sequence[str] | None = "",
     ) -> None:
         if latent_size < 1:
             raise ValueError(f"latent_size must be >= 1, got {latent_size}.")
@@ -268,6 +286,7 @@ class PGGANBoxObjective(GanObjective):
         self.n_critic, self.lambda_gp, self.drift = int(n_critic), float(lambda_gp), float(drift)
         self.mismatch_weight, self.mismatch_margin = float(mismatch_weight), float(mismatch_margin)
         self.box_sampler = box_sampler
+        self.diffaugment = parse_policy(diffaugment)
         self.iterations_done: int | None = None  # None: not driven by a trainer (generation uses the final stage)
         self.current: ScheduleState = self._final_state()
         self._phases = [
@@ -383,6 +402,38 @@ class PGGANBoxObjective(GanObjective):
     def sample_latents(self, num: int, device: torch.device | str) -> torch.Tensor:
         return torch.randn((num, self.latent_size), device=device)
 
+    def critic_inputs(self, images: Sequence[torch.Tensor], *conds: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """What the critic sees: ``images`` (each ``(N, C, *[r])`` at the current resolution ``r``) and condition maps
+        (``(N, K, *spatial)``, ``spatial`` a power-of-two multiple of ``r``) augmented with ONE DiffAugment draw.
+
+        Without ``diffaugment`` the tensors come back unchanged. With it the maps are area-pooled to ``r`` and
+        concatenated behind the image channels, so translation and cut-out move / cut map and pixels identically,
+        colour operations change only the ``C`` image channels, and the images share the draw too (used for the
+        gradient penalty's real / fake pairs).
+
+        Returns:
+            ``(augmented images, augmented maps at resolution r)``.
+        """
+        images = list(images)
+        if not self.diffaugment:
+            return images, list(conds)
+        ref = images[0]
+        c = ref.shape[1]
+        maps = []
+        for m in conds:
+            factor = m.shape[-1] // ref.shape[-1]
+            pooled = area_downsample(m, factor).to(ref.dtype) if factor >= 1 else m
+            if tuple(pooled.shape[2:]) != tuple(ref.shape[2:]) or m.shape[0] != ref.shape[0]:
+                raise ValueError(
+                    f"PGGANBoxObjective: condition map {tuple(m.shape)} does not pool to the images' {tuple(ref.shape)}."
+                )
+            maps.append(pooled)
+        joint = [torch.cat([x, *maps], dim=1) for x in images]
+        out = diff_augment(*joint, policy=self.diffaugment, color_channels=c)
+        sizes = [c] + [m.shape[1] for m in maps]
+        aug_maps = list(torch.split(out[0], sizes, dim=1)[1:])
+        return [t[:, :c] for t in out], aug_maps
+
     # ------------------------------------------------------------------ losses
     def d_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         st = self.current
@@ -393,17 +444,23 @@ class PGGANBoxObjective(GanObjective):
         g, d = ctx.nets["generator"], ctx.nets["discriminator"]
         with torch.no_grad():
             fakes = g(self.sample_latents(n, ctx.device), cond, st.stage, st.alpha)
-        real_scores = d(reals, cond, st.stage, st.alpha).float()
-        fake_scores = d(fakes, cond, st.stage, st.alpha).float()
+        mismatch_on = self.mismatch_weight > 0 and n > 1
+        wrong = cond.roll(1, dims=0) if mismatch_on else None
+        # one draw for the reals with their own and the rolled maps, an independent one for the fakes (identity
+        # without diffaugment)
+        (real_in,), (real_cond, *wrong_cond) = self.critic_inputs([reals], cond, *([wrong] if mismatch_on else []))
+        (fake_in,), (fake_cond,) = self.critic_inputs([fakes], cond)
+        real_scores = d(real_in, real_cond, st.stage, st.alpha).float()
+        fake_scores = d(fake_in, fake_cond, st.stage, st.alpha).float()
         wasserstein = real_scores.mean() - fake_scores.mean()
-        gp = gradient_penalty(lambda x: d(x, cond, st.stage, st.alpha), reals, fakes)
+        (gp_real, gp_fake), (gp_cond,) = self.critic_inputs([reals, fakes], cond)  # a shared draw per pair
+        gp = gradient_penalty(lambda x: d(x, gp_cond, st.stage, st.alpha), gp_real, gp_fake)
         drift = real_scores.pow(2).mean()
         loss = -wasserstein + self.lambda_gp * gp + self.drift * drift
         terms = {"wasserstein": wasserstein.detach(), "gp": gp.detach(), "drift": drift.detach()}
-        if self.mismatch_weight > 0 and n > 1:
-            wrong = cond.roll(1, dims=0)
+        if mismatch_on:
             differs = (wrong != cond).flatten(1).any(dim=1).float()
-            wrong_scores = d(reals, wrong, st.stage, st.alpha).float()
+            wrong_scores = d(real_in, wrong_cond[0], st.stage, st.alpha).float()
             hinge = torch.relu(self.mismatch_margin - real_scores + wrong_scores).reshape(-1) * differs
             mismatch = hinge.sum() / differs.sum().clamp(min=1.0)
             loss = loss + self.mismatch_weight * mismatch
@@ -417,7 +474,8 @@ class PGGANBoxObjective(GanObjective):
         cond = cond[:n]
         fakes = ctx.nets["generator"](self.sample_latents(n, ctx.device), cond, st.stage, st.alpha)
         ctx.outputs[GanKeys.FAKES] = fakes.detach()
-        loss = -ctx.nets["discriminator"](fakes, cond, st.stage, st.alpha).float().mean()
+        (fake_in,), (fake_cond,) = self.critic_inputs([fakes], cond)  # differentiable: G's gradient flows through
+        loss = -ctx.nets["discriminator"](fake_in, fake_cond, st.stage, st.alpha).float().mean()
         return loss, {
             "resolution": torch.tensor(float(st.resolution)),
             "alpha": torch.tensor(st.alpha),
