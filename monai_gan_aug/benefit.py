@@ -13,24 +13,13 @@ Example (the demo dataset, Pix2Pix pairs for a U-Net)::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from monai_gan_aug.evaluation.benefit import BUNDLE_TASKS, TASKS, BenefitError, benefit_markdown, run_benefit
+from monai_gan_aug.evaluation.cli import json_dict
 
 __all__ = ["main", "run_benefit"]
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not JSON: {text!r} ({err})") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"max_iterations\": 2000}}', got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fractions", type=float, nargs="+", default=[0.25, 1.0], help="real-data sizes, fractions of the training patients")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every arm (at least two)")
     p.add_argument("--ratios", type=float, nargs="+", default=[1.0], help="synthetic : real ratios of the GAN arms")
-    p.add_argument("--generator", type=_json_object, default={}, help="train.json overrides: the generator's budget")
-    p.add_argument("--inference", type=_json_object, default={}, help="inference.json overrides")
-    p.add_argument("--task_settings", type=_json_object, default={}, help="downstream settings (epochs, image_size...)")
+    p.add_argument("--generator", type=json_dict, default={}, help="train.json overrides: the generator's budget")
+    p.add_argument("--inference", type=json_dict, default={}, help="inference.json overrides")
+    p.add_argument("--task_settings", type=json_dict, default={}, help="downstream settings (epochs, image_size...)")
     p.add_argument("--no_copy_paste", action="store_true", help="leave out the copy-paste arm")
     p.add_argument("--n_boot", type=int, default=2000, help="bootstrap replicates")
     p.add_argument("--quick", action="store_true", help="tiny generator and downstream settings (a smoke run)")

@@ -18,7 +18,8 @@ Protocol (:func:`run_benefit`):
   the real images come in the same order (:class:`~monai_gan_aug.data.samplers.PairedOrderSampler`).
 * **Report**: per arm mean ± sd over seeds and a 95 % bootstrap band; against real + classic augmentation, the
   paired difference with a 95 % bootstrap interval resampling seeds and test patients
-  (:func:`~monai_gan_aug.metrics.paired.paired_bootstrap`) and a verdict: helps / hurts / cannot tell. Markdown,
+  (:func:`~monai_gan_aug.metrics.paired.paired_bootstrap`) and a verdict: helps / hurts / cannot tell; each GAN arm
+  also against the copy-paste arm with the same classic setting (does the GAN beat the cheap alternative?). Markdown,
   JSON and a PNG per task (metric vs real-data size, one line per arm, bands).
 * **Resume**: every generator is keyed by a hash of its settings and of its bundle's config files, every downstream
   run by a hash of its settings and of the *bytes* of the real, added and test files it saw (not their paths: a
@@ -107,6 +108,13 @@ def make_arms(ratios: Sequence[float], copy_paste: bool = True) -> list[Arm]:
         tag = f"{float(r):g}"
         arms += [Arm(f"real+gan x{tag}", "gan", float(r)), Arm(f"real+gan x{tag}+classic", "gan", float(r), True)]
     return arms
+
+
+def copy_paste_twin(arm: Arm, arms: Sequence[Arm]) -> Arm | None:
+    """The copy-paste arm a GAN arm is compared with (same classic augmentation), or None."""
+    if arm.added != "gan":
+        return None
+    return next((a for a in arms if a.added == "copy_paste" and a.classic == arm.classic), None)
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -264,21 +272,32 @@ class DetectionTask(BenefitTask):
         self.splits = {k: [dict(i) for i in v] for k, v in splits.items()}
         self.test_patients = [patient_of(i) for i in splits["test"]]
 
-    def run(self, real: Sequence[dict], added: Sequence[dict], classic: bool, seed: int) -> list[dict[str, Any]]:
-        import tempfile
-
-        from monai_gan_aug.evaluation.detection import match_detections, predict_detections, train_yolo
+    def train_detector(self, real: Sequence[dict], added: Sequence[dict], classic: bool, seed: int,
+                       work_dir: str | os.PathLike, test: Sequence[dict] = ()) -> tuple[Path, Any]:
+        """Export ``real`` + ``added`` with the real validation split (and ``test``) under ``work_dir`` and train the
+        recipe's YOLO there (:meth:`prepare` first). Returns ``(best.pt, the YoloExport)``."""
+        from monai_gan_aug.evaluation.detection import train_yolo
         from monai_gan_aug.evaluation.yolo_data import export_yolo_dataset
 
         s = self.settings
+        splits = {"training": list(real), "validation": self.splits["validation"], "test": list(test)}
+        export = export_yolo_dataset(splits, Path(work_dir) / "data", synthetic_items=list(added) or None,
+                                     ratio=len(added) / max(1, len(real)), max_synthetic=len(added), seed=seed,
+                                     overwrite=True)
+        aug = YOLO_CLASSIC if classic else YOLO_AUGMENT_OFF
+        best = train_yolo(export.data_yaml, model=s["model"], epochs=int(s["epochs"]), imgsz=int(s["imgsz"]),
+                          batch=int(s["batch"]), seed=seed, device=s["device"], project_dir=Path(work_dir) / "yolo",
+                          name="run", **{**aug, **dict(s["train_kwargs"])})
+        return Path(best), export
+
+    def run(self, real: Sequence[dict], added: Sequence[dict], classic: bool, seed: int) -> list[dict[str, Any]]:
+        import tempfile
+
+        from monai_gan_aug.evaluation.detection import match_detections, predict_detections
+
+        s = self.settings
         with tempfile.TemporaryDirectory(dir=s["work_dir"], prefix="benefit_yolo_") as tmp:
-            splits = {"training": list(real), "validation": self.splits["validation"], "test": self.splits["test"]}
-            export = export_yolo_dataset(splits, Path(tmp) / "data", synthetic_items=list(added) or None,
-                                         ratio=len(added) / max(1, len(real)), max_synthetic=len(added), seed=seed)
-            aug = YOLO_CLASSIC if classic else YOLO_AUGMENT_OFF
-            best = train_yolo(export.data_yaml, model=s["model"], epochs=int(s["epochs"]), imgsz=int(s["imgsz"]),
-                              batch=int(s["batch"]), seed=seed, device=s["device"], project_dir=Path(tmp) / "yolo",
-                              name="run", **{**aug, **dict(s["train_kwargs"])})
+            best, export = self.train_detector(real, added, classic, seed, tmp, test=self.splits["test"])
             kw = {"conf": float(s["conf"]), "imgsz": int(s["imgsz"]), "device": s["device"]}
             preds = predict_detections(str(best), export.test_items, **kw)
             val = self.splits["validation"]
@@ -754,6 +773,10 @@ def _report(t: BenefitTask, rows: Sequence[_Row], arms: Sequence[Arm], config: M
                 if a.name != BASELINE:
                     ci = paired_bootstrap(s, scores[m.key][BASELINE], n_boot=n_boot)
                     entry[m.key]["vs_baseline"] = {**ci, "verdict": verdict(ci, m.higher_is_better)}
+                cheap = copy_paste_twin(a, arms)
+                if cheap is not None:  # the GAN against the cheap synthetic alternative, same classic setting
+                    ci = paired_bootstrap(s, scores[m.key][cheap.name], n_boot=n_boot)
+                    entry[m.key]["vs_copy_paste"] = {**ci, "arm": cheap.name, "verdict": verdict(ci, m.higher_is_better)}
             per_run = [t.run_metrics(row.runs[a.name][seed]) for seed in row.runs[a.name]]
             for key in per_run[0] if per_run else []:
                 values = np.asarray([r[key] for r in per_run], float)
@@ -776,7 +799,9 @@ def benefit_markdown(report: Mapping[str, Any], digits: int = 3) -> str:
     keys = {m["key"] for m in metrics}
     extra = [k for k in first if k not in keys]
     metrics = list(metrics) + [{"key": k, "title": k.upper() if k.startswith("cpm") else k} for k in extra]
+    cp = any("vs_copy_paste" in e[prim] for row in report["rows"] for e in row["arms"].values())
     head = ["Real data", "Arm"] + [m["title"] for m in metrics] + [f"Δ {prim} vs {report['baseline']} (95 % CI)", "Verdict"]
+    head += [f"Δ {prim} vs copy-paste (95 % CI)", "Verdict vs copy-paste"] if cp else []
     lines = [f"# {report['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = f"{{:.{digits}f}}"
     for row in report["rows"]:
@@ -789,7 +814,10 @@ def benefit_markdown(report: Mapping[str, Any], digits: int = 3) -> str:
             if vs is None:
                 cells += ["(baseline)", ""]
             else:
-                cells += [f"{vs['difference']:+.{digits}f} [{vs['low']:+.{digits}f}, {vs['high']:+.{digits}f}]", vs["verdict"]]
+                cells += [_ci_text(vs, digits), vs["verdict"]]
+            if cp:
+                vc = entry[prim].get("vs_copy_paste")
+                cells += [_ci_text(vc, digits), vc["verdict"]] if vc else ["", ""]
             lines.append("| " + " | ".join(cells) + " |")
     cfg = report["config"]
     lines += ["", f"Seeds {cfg['seeds']}; mean ± sd over seeds; intervals: paired percentile bootstrap over seeds and "
@@ -797,6 +825,10 @@ def benefit_markdown(report: Mapping[str, Any], digits: int = 3) -> str:
     if "timings_s" in report:
         lines.append("Time (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
     return "\n".join(lines) + "\n"
+
+
+def _ci_text(ci: Mapping[str, Any], digits: int) -> str:
+    return f"{ci['difference']:+.{digits}f} [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
 
 
 def _plot(report: Mapping[str, Any], path: Path) -> None:

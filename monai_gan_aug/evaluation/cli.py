@@ -48,10 +48,10 @@ def json_dict(text: str) -> dict:
     """A JSON object given on the command line."""
     try:
         value = json.loads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}") from None
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r} ({err}); expected a JSON object like '{{\"epochs\": 40}}'") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"epochs\": 40}}', got {text!r}")
     return value
 
 

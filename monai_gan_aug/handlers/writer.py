@@ -132,7 +132,10 @@ def _seed_indexed(dataset: Any) -> bool:
 class SyntheticWriter:
     """Ignite handler writing each generated sample as NIfTI (``.nii.gz``) and/or PNG, its label (mask as NIfTI/PNG,
     boxes as YOLO ``.txt``), a ``manifest.json`` (checkpoint, its sha256, seed and config hash of every file) and a
-    MONAI ``datalist.json`` (the format every loader of this project reads, with ``synthetic: true``).
+    MONAI ``datalist.json`` (the format every loader of this project reads, with ``synthetic: true``). When the
+    generator adds lesions to real slices (lesion_inpaint: outputs ``new_boxes`` / ``new_box_labels`` /
+    ``source_image``), each record also lists the added boxes apart (``boxes`` holds the slice's own, then the new
+    ones) and the real slice they were added to.
 
     For 3D samples the PNG is a preview of the middle slice along the last axis (the NIfTI holds the volume).
     Every image is marked synthetic: the NIfTI header's ``descrip`` reads "SYNTHETIC monai_gan_aug", PNGs carry
@@ -640,6 +643,14 @@ class SyntheticWriter:
                     (stage / "labels" / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
                     rec["yolo"] = f"labels/{name}.txt"
                     staged.append(rec["yolo"])
+                for key in ("new_boxes", "new_box_labels"):  # lesions added to a real slice (lesion_inpaint)
+                    if out.get(key) is not None:
+                        v = out[key][j]
+                        v = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+                        rec[key] = (v.astype(np.float64).reshape(-1, 2 * (images.ndim - 2)).tolist() if key == "new_boxes"
+                                    else [int(x) for x in v.reshape(-1)])
+            if out.get("source_image") is not None:
+                rec["source_image"] = str(out["source_image"][j])
             if classes is not None:
                 c = classes[j]
                 rec["class"] = int(c.item() if isinstance(c, torch.Tensor) else c)

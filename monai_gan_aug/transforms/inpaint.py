@@ -44,6 +44,7 @@ __all__ = [
     "LESION_SIZE",
     "NEW_BOXES",
     "NEW_BOX_LABELS",
+    "SOURCE_IMAGE",
     "LesionContextCrop",
     "LesionContextCropD",
     "LesionContextCropDict",
@@ -62,6 +63,7 @@ INPAINT_BOX = "inpaint_box"  # the box in patch coordinates
 INPAINT_START = "inpaint_start"  # the patch's corner in the image
 LESION_SIZE = "lesion_size"  # box sides over patch sides
 NEW_BOXES, NEW_BOX_LABELS = "new_boxes", "new_box_labels"  # inference: boxes to fill
+SOURCE_IMAGE = "source_image"  # inference: the real slice the lesions are added to (its datalist image path)
 
 
 def box_region(box: Any, spatial_dims: int) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +284,7 @@ def load_box_file(path: str, image_size: Sequence[int]) -> BoxSampler:
 def inpaint_collate(batch: Sequence[Any]) -> Any:
     """:func:`~monai_gan_aug.data.gan_collate` that also keeps ``new_boxes`` / ``new_box_labels`` ragged."""
     items = [dict(b) for b in batch]
-    extra = {k: [it.pop(k) for it in items] for k in (NEW_BOXES, NEW_BOX_LABELS) if k in items[0]}
+    extra = {k: [it.pop(k) for it in items] for k in (NEW_BOXES, NEW_BOX_LABELS, SOURCE_IMAGE) if k in items[0]}
     out = gan_collate(items)
     out.update(extra)
     return out
@@ -326,9 +328,9 @@ class LesionInpaintDataset(Dataset):
     Every slice is preprocessed once and kept in memory, and every item is planned in the constructor, so errors
     come before anything is generated.
 
-    Items: ``seed``, ``index``, ``source`` (slice index), the image, the ``(1, *S)`` uint8 lesion mask (zeros when
-    the slice has none), the existing boxes and box labels (under the given keys), ``new_boxes`` and
-    ``new_box_labels``; collate with :func:`inpaint_collate`.
+    Items: ``seed``, ``index``, ``source`` (slice index), ``source_image`` (the slice's image path), the image, the
+    ``(1, *S)`` uint8 lesion mask (zeros when the slice has none), the existing boxes and box labels (under the given
+    keys), ``new_boxes`` and ``new_box_labels``; collate with :func:`inpaint_collate`.
 
     Args:
         data: datalist items of the real slices (training split).
@@ -537,4 +539,5 @@ class LesionInpaintDataset(Dataset):
             box_label_key: torch.as_tensor(s.labels),
             NEW_BOXES: torch.as_tensor(new),
             NEW_BOX_LABELS: torch.as_tensor(new_labels),
+            SOURCE_IMAGE: s.name,
         }

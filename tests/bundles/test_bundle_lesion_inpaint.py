@@ -76,6 +76,8 @@ def test_inference_adds_lesions_inside_the_brain(trained, demo_dir, tmp_path):
         assert len(new) == 2 and len(boxes) == len(old) + 2
         np.testing.assert_allclose(boxes[: len(old)], old)  # the slice's own boxes first ...
         np.testing.assert_allclose(boxes[len(old):], new)  # ... then the new ones
+        np.testing.assert_allclose(rec["new_boxes"], new)  # the added lesions are listed apart (realism scores them)
+        assert len(rec["new_box_labels"]) == 2 and rec["source_image"] == dataset.slices[source].name
         region = np.zeros((32, 32), dtype=bool)
         for b in new:
             x0, y0, x1, y1 = (int(v) for v in b)
@@ -95,6 +97,7 @@ def test_inference_adds_lesions_inside_the_brain(trained, demo_dir, tmp_path):
         assert rec["class"] == 1
     datalist = json.loads((syn / "datalist.json").read_text())["training"]
     assert len(datalist) == 4 and all(d["synthetic"] for d in datalist)
+    assert [d["new_boxes"] for d in datalist] == [r["new_boxes"] for r in manifest["files"]]
     _infer(out, demo_dir, tmp_path / "again", num_samples=4, batch_size=1, num_lesions=2)  # other batching, same files
     for rec in manifest["files"]:
         a = np.asarray(nib.load(syn / rec["image"]).dataobj)

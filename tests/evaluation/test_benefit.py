@@ -160,9 +160,16 @@ def test_quick_run_end_to_end(demo, tmp_path, monkeypatch):
             assert np.isfinite(entry["dice_all"]["mean"])
             if name != "real+classic":
                 assert entry["dice"]["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")
+            if name.startswith("real+gan"):  # each GAN arm against copy-paste with the same classic setting
+                twin = "real+copy_paste+classic" if name.endswith("+classic") else "real+copy_paste"
+                assert entry["dice"]["vs_copy_paste"]["arm"] == twin
+                assert entry["dice"]["vs_copy_paste"]["verdict"] in ("helps", "hurts", "cannot tell")
+            else:
+                assert "vs_copy_paste" not in entry["dice"]
     for ext in ("json", "md", "png"):
         assert (out / f"benefit_segmentation.{ext}").is_file()
     assert "Verdict" in (out / "benefit_segmentation.md").read_text()
+    assert "vs copy-paste" in (out / "benefit_segmentation.md").read_text()
     # resume: nothing is trained again
     seen.clear()
     again = B.run_benefit("pix2pix", "segmentation", demo, out, fractions=[0.5, 1.0], seeds=[0, 1], quick=True,

@@ -31,6 +31,7 @@ from monai_gan_aug.transforms.inpaint import (
     LESION_SIZE,
     NEW_BOX_LABELS,
     NEW_BOXES,
+    SOURCE_IMAGE,
     LesionContextCrop,
     box_region,
 )
@@ -174,7 +175,8 @@ class LesionInpaintObjective(GanObjective):
         A batch of real slices with ``new_boxes`` (inference) gives the slices with every new box filled in turn (each
         patch cropped from the slice as already edited, pasted back whole: only the box and its blend ring change),
         ``label`` (the slice's mask plus the new lesions, see ``label_mode``), ``boxes`` / ``box_labels`` (existing
-        then new) and ``class`` 1. With ``seeds`` the noise of sample ``i`` comes from a generator seeded with
+        then new), ``new_boxes`` / ``new_box_labels`` (the new ones alone), ``source_image`` (when the batch names
+        the slices) and ``class`` 1. With ``seeds`` the noise of sample ``i`` comes from a generator seeded with
         ``seeds[i]``, so a sample depends on its seed and conditions only; without, the batch's own noise (patches)
         or the global random stream (slices).
         """
@@ -218,5 +220,9 @@ class LesionInpaintObjective(GanObjective):
         boxes = [torch.cat([torch.as_tensor(o).float().reshape(-1, 2 * dims), b]) for o, b in zip(old_boxes, new)]
         labels = [torch.cat([torch.as_tensor(o).reshape(-1), torch.as_tensor(b).reshape(-1)]).long()
                   for o, b in zip(old_labels, new_labels)]
-        return {GanKeys.IMAGE: images, GanKeys.LABEL: label.to(torch.uint8), GanKeys.BOXES: boxes,
-                GanKeys.BOX_LABELS: labels, GanKeys.CLASS: torch.ones(n, dtype=torch.long), NEW_BOXES: new}
+        out = {GanKeys.IMAGE: images, GanKeys.LABEL: label.to(torch.uint8), GanKeys.BOXES: boxes,
+               GanKeys.BOX_LABELS: labels, GanKeys.CLASS: torch.ones(n, dtype=torch.long), NEW_BOXES: new,
+               NEW_BOX_LABELS: [torch.as_tensor(b).reshape(-1).long() for b in new_labels]}
+        if SOURCE_IMAGE in batch:  # provenance for the writer: which real slice each sample edits
+            out[SOURCE_IMAGE] = [str(v) for v in batch[SOURCE_IMAGE][:num]]
+        return out
