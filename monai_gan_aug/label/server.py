@@ -4,16 +4,19 @@
 Started with MONAI Label's own server (``monai_gan_aug/label/app/main.py`` imports :class:`GanAugApp`)::
 
     .venv-label/bin/monailabel start_server --app monai_gan_aug/label/app --studies DATA_FOLDER \\
-        --conf bundles pix2pix,pggan_bbox,seg_unet_mix
+        --conf bundles pix2pix,pggan_bbox,lesion_inpaint,seg_unet_mix
 
 ``--conf`` keys (all optional):
 
-* ``bundles``: comma-separated bundle names (default ``pix2pix,pggan_bbox,seg_unet_mix``);
-* ``bundles_dir``: folder holding them (default: the repository's ``bundles/``);
+* ``bundles``: comma-separated bundle names (default ``pix2pix,pggan_bbox,lesion_inpaint,seg_unet_mix``);
+* ``bundles_dir``: folder holding them (default: the repository's ``bundles/``); bundle folders exported by
+  :func:`monai_gan_aug.engines.export.export_bundle` are served as they are, without overrides;
 * ``<bundle>_overrides``: JSON object of config overrides, e.g. the settings a generator was trained with
   (``{"image_size": 64, "output_dir": "runs/my_pix2pix"}``);
-* ``<bundle>_checkpoint``: a generator checkpoint file or folder (default ``<output_dir>/checkpoints``);
-* ``<bundle>_task``: ``mask_to_image``, ``boxes_to_image`` or ``segmentation`` (detected from the configs otherwise);
+* ``<bundle>_checkpoint``: a generator checkpoint file or folder (default: the bundle folder's ``models/model.pt``
+  when it is an exported bundle, else ``<output_dir>/checkpoints``);
+* ``<bundle>_task``: ``mask_to_image``, ``boxes_to_image``, ``boxes_to_lesions`` or ``segmentation`` (detected from
+  the configs otherwise);
 * ``skip_trainers``: ``true`` to register no training task.
 
 See ``docs/monai_label.md`` for the request formats.
@@ -39,18 +42,20 @@ import monai_gan_aug
 from monai_gan_aug.label.tasks import (
     BoxesToImageTask,
     GenerationTask,
+    LesionInpaintTask,
     MaskToImageTask,
     MixBundleTrainTask,
     SegmentationBundleInferTask,
     load_overrides,
 )
+from monai_gan_aug.utils.misc import as_bool
 
 __all__ = ["DEFAULT_BUNDLES", "TASK_KINDS", "GanAugApp", "default_bundles_dir", "detect_task_kind"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BUNDLES = ("pix2pix", "pggan_bbox", "seg_unet_mix")
-TASK_KINDS = ("mask_to_image", "boxes_to_image", "segmentation")
+DEFAULT_BUNDLES = ("pix2pix", "pggan_bbox", "lesion_inpaint", "seg_unet_mix")
+TASK_KINDS = ("mask_to_image", "boxes_to_image", "boxes_to_lesions", "segmentation")
 
 
 def default_bundles_dir() -> Path:
@@ -59,15 +64,17 @@ def default_bundles_dir() -> Path:
 
 
 def detect_task_kind(bundle: str | os.PathLike) -> str | None:
-    """Which task serves a bundle, from its ``configs/inference.json``: a box-conditioned objective ->
-    ``boxes_to_image``; a mask-conditioned one (``cond_key``) -> ``mask_to_image``; no GAN objective but a
-    ``network_def`` -> ``segmentation``; None otherwise."""
+    """Which task serves a bundle, from its ``configs/inference.json``: a lesion-inpainting objective ->
+    ``boxes_to_lesions``; a box-conditioned one -> ``boxes_to_image``; a mask-conditioned one (``cond_key``) ->
+    ``mask_to_image``; no GAN objective but a ``network_def`` -> ``segmentation``; None otherwise."""
     config = Path(bundle) / "configs" / "inference.json"
     if not config.is_file():
         return None
     cfg = json.loads(config.read_text())
     objective = cfg.get("objective")
     target = str(objective.get("_target_", "")) if isinstance(objective, Mapping) else str(objective or "")
+    if "LesionInpaint" in target:
+        return "boxes_to_lesions"
     if "Box" in target:
         return "boxes_to_image"
     if objective is not None and "cond_key" in cfg:
@@ -77,15 +84,12 @@ def detect_task_kind(bundle: str | os.PathLike) -> str | None:
     return None
 
 
-def _as_bool(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 class GanAugApp(MONAILabelApp):
     """MONAI Label app serving monai_gan_aug bundles: generation tasks for conditional generators (label map ->
-    image with pix2pix, boxes -> image with the box-conditioned PGGAN) and infer + train tasks for segmentation
-    bundles trained with SyntheticMix. Generation models are listed by ``/info/`` under ``models`` with
-    ``"type": "others"`` and ``"task": "mask_to_image" | "boxes_to_image"``.
+    image with pix2pix, boxes -> image with the box-conditioned PGGAN, boxes -> lesions in the sent real image with
+    the lesion-inpainting generator) and infer + train tasks for segmentation bundles trained with SyntheticMix.
+    Generation models are listed by ``/info/`` under ``models`` with ``"type": "others"`` and ``"task":
+    "mask_to_image" | "boxes_to_image" | "boxes_to_lesions"``.
 
     Args:
         app_dir: the app folder (``monai_gan_aug/label/app``).
@@ -135,6 +139,8 @@ class GanAugApp(MONAILabelApp):
                 infers[name] = MaskToImageTask(path, overrides, self.conf.get(f"{name}_checkpoint"))
             elif kind == "boxes_to_image":
                 infers[name] = BoxesToImageTask(path, overrides, self.conf.get(f"{name}_checkpoint"))
+            elif kind == "boxes_to_lesions":
+                infers[name] = LesionInpaintTask(path, overrides, self.conf.get(f"{name}_checkpoint"))
             elif kind == "segmentation":
                 infers[name] = SegmentationBundleInferTask(str(path), self.conf, overrides, type="segmentation")
             else:
@@ -144,7 +150,7 @@ class GanAugApp(MONAILabelApp):
         return infers
 
     def init_trainers(self) -> dict[str, TrainTask]:
-        if _as_bool(self.conf.get("skip_trainers", "false")):
+        if as_bool(self.conf.get("skip_trainers", "false"), "skip_trainers"):
             return {}
         trainers: dict[str, TrainTask] = {}
         for name, path in self.bundle_paths.items():
@@ -161,18 +167,19 @@ class GanAugApp(MONAILabelApp):
 
     def infer(self, request: Mapping[str, Any], datastore: Any = None) -> dict[str, Any]:
         """MONAI Label's inference, plus for generation tasks: the answer is never saved as the image's label
-        (it is a new synthetic image, not a segmentation of the request's image), and a label -> image request on
-        a datastore image without an uploaded label takes the image's saved label (``params.condition_tag``,
-        default ``final``) as the condition."""
+        (it is a new synthetic image, not a segmentation of the request's image); a label -> image request on a
+        datastore image without an uploaded label takes the image's saved label (``params.condition_tag``, default
+        ``final``) as the condition, and a boxes -> lesions request on a datastore image takes it as the image's
+        existing lesions (kept away from the new boxes and returned in the label)."""
         task = self._infers.get(request.get("model"))
         if isinstance(task, GenerationTask):
             request = dict(request)
             request["save_label"] = False
             image = request.get("image")
             wants_saved_label = (
-                isinstance(task, MaskToImageTask)
+                isinstance(task, (MaskToImageTask, LesionInpaintTask))
                 and not request.get("label")
-                and not _as_bool(request.get("image_is_label", False))
+                and not as_bool(request.get("image_is_label", False), "image_is_label")
                 and isinstance(image, str)
                 and image
                 and not os.path.exists(image)

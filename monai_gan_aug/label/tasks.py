@@ -9,10 +9,14 @@ through its request pipeline (pre-transforms, inferer, post-transforms, writer) 
 * :class:`BoxesToImageTask` (bounding-box-conditioned PGGAN, Han et al. 2019): boxes drawn on an image
   (``params.boxes``) -> a synthetic image of the image's size with lesions in those boxes, returned with the label
   map of the boxes and the boxes.
+* :class:`LesionInpaintTask` (lesion-in-context inpainting, MCGAN, Han et al. 2019): boxes drawn on a REAL image
+  (``params.boxes``) -> the same image with a generated lesion in each box (unchanged beyond the boxes' blend
+  rings), returned with its lesion label (:mod:`monai_gan_aug.label.inpaint`).
 
 The networks and objectives come from the bundle's ``configs/inference.json`` (overridable per bundle), the weights
-from the newest training checkpoint (:func:`monai_gan_aug.engines.find_latest_checkpoint`), reloaded when a newer one
-appears. Every answer is marked synthetic (NIfTI ``descrip``, ``params.synthetic``) and names its checkpoint.
+from an exported bundle's ``models/model.pt`` or else the newest training checkpoint
+(:func:`monai_gan_aug.engines.bundles.generator_checkpoint`, what the bundles' inference configs use), reloaded when a
+newer one appears. Every answer is marked synthetic (NIfTI ``descrip``, ``params.synthetic``) and names its checkpoint.
 
 Segmentation bundles go through MONAI Label's own bundle classes: :class:`SegmentationBundleInferTask` (a
 :class:`~monailabel.tasks.infer.bundle.BundleInferTask` that becomes available as soon as training has written
@@ -46,6 +50,7 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.tasks.train.bundle import BundleTrainTask
 
+from monai_gan_aug.engines.bundles import generator_checkpoint
 from monai_gan_aug.engines.generation import load_generator_weights
 from monai_gan_aug.engines.utils import find_latest_checkpoint
 from monai_gan_aug.handlers.writer import file_sha256
@@ -57,11 +62,13 @@ from monai_gan_aug.label.codec import (
     parse_boxes,
 )
 from monai_gan_aug.utils.enums import GanKeys
+from monai_gan_aug.utils.misc import as_bool
 
 __all__ = [
     "BoxesToImageTask",
     "GenerationRequestError",
     "GenerationTask",
+    "LesionInpaintTask",
     "MaskToImageTask",
     "MixBundleTrainTask",
     "SegmentationBundleInferTask",
@@ -110,22 +117,18 @@ def _reader_for(path: Any) -> str | None:
     return "NibabelReader" if name.endswith((".nii", ".nii.gz")) else None
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
 class _LoadInputs:
     """Pre-transform: load the request's files named by ``keys`` (channel-first ``MetaTensor`` with meta/affine),
-    choosing nibabel for NIfTI so the affine of the answer equals the input's."""
+    choosing nibabel for NIfTI so the affine of the answer equals the input's; ``optional`` keys are loaded when the
+    request names a file for them."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str], optional: Sequence[str] = ()) -> None:
         self.keys = list(keys)
+        self.optional = list(optional)
 
     def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
         d = dict(data)
-        for key in self.keys:
+        for key in self.keys + [k for k in self.optional if isinstance(d.get(k), str) and d.get(k)]:
             path = d.get(key)
             if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path):
                 raise GenerationRequestError(f"input {key!r} is not a readable file ({path!r}).")
@@ -147,7 +150,7 @@ class _PickCondition:
         d = dict(data)
         if isinstance(d.get("label"), str) and d["label"]:
             d[self.key] = d["label"]
-        elif _as_bool(d.get("image_is_label", False)):
+        elif as_bool(d.get("image_is_label", False), "image_is_label"):
             d[self.key] = d.get("image")
         else:
             raise GenerationRequestError(
@@ -163,11 +166,14 @@ class GenerationTask(BasicInferTask):
     :class:`BoxesToImageTask`).
 
     Args:
-        path: the bundle folder (``configs/inference.json``, ``configs/metadata.json``).
+        path: the bundle folder (``configs/inference.json``, ``configs/metadata.json``); an exported bundle
+            (:func:`monai_gan_aug.engines.export.export_bundle`) also holds ``models/model.pt`` and
+            ``models/settings.json`` and is served as it is, without overrides.
         overrides: config overrides, the settings the bundle was trained with (``image_size``, channels, ...) and
             ``output_dir`` where its checkpoints live.
         checkpoint: a checkpoint file, or a folder whose newest ``checkpoint_<iteration>.pt`` is used; default: the
-            bundle's ``ckpt_dir`` (``<output_dir>/checkpoints``), searched at every request.
+            bundle's ``models/model.pt`` when it exists, else its ``ckpt_dir`` (``<output_dir>/checkpoints``),
+            searched at every request. The trained settings are read beside it (``settings.json``).
         description: shown in MONAI Label's ``/info/``.
         labels: label names -> values of the returned label map.
 
@@ -190,11 +196,19 @@ class GenerationTask(BasicInferTask):
         if not config_file.is_file():
             raise ValueError(f"{self.bundle_path} is not a generator bundle: {config_file} is missing.")
         self.overrides = dict(overrides or {})
+        self.checkpoint = str(checkpoint) if checkpoint else None
         self.parser = ConfigParser()
         self.parser.read_config(str(config_file))
         self.parser["bundle_root"] = str(self.bundle_path)
         for key, value in self.overrides.items():
             self.parser[key] = value
+        if self.checkpoint and "checkpoint" not in self.overrides:
+            # the config's `trained_setting(@checkpoint, ...)` entries then read the settings.json beside it
+            self.parser["checkpoint"] = (
+                self.checkpoint
+                if os.path.isfile(self.checkpoint)
+                else f"$monai_gan_aug.engines.find_latest_checkpoint({self.checkpoint!r})"
+            )
         self._prepare_parser(self.parser)
         try:
             self.parser.parse()
@@ -207,7 +221,6 @@ class GenerationTask(BasicInferTask):
                 f"{config_file}: the inference config does not build with overrides {self.overrides}: {err}"
             ) from err
         self._check_objective(probe)
-        self.checkpoint = str(checkpoint) if checkpoint else None
         meta_file = self.bundle_path / "configs" / "metadata.json"
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         self.version = meta.get("version")
@@ -244,12 +257,19 @@ class GenerationTask(BasicInferTask):
         return i
 
     def _find_checkpoint(self, required: bool = True) -> str | None:
-        where = self.checkpoint or self.ckpt_dir
-        found = where if where and os.path.isfile(where) else find_latest_checkpoint(where)
+        """The served weights: ``--conf <bundle>_checkpoint`` (a file, or the newest checkpoint of a folder), else
+        the bundle's ``models/model.pt`` (an exported bundle), else the newest checkpoint of its ``ckpt_dir``."""
+        if self.checkpoint:
+            where = self.checkpoint
+            found = where if os.path.isfile(where) else find_latest_checkpoint(where)
+        else:
+            where = f"{self.bundle_path / 'models' / 'model.pt'} or {self.ckpt_dir}"
+            found = generator_checkpoint(self.bundle_path, self.ckpt_dir)
         if found is None and required:
             raise GenerationRequestError(
                 f"no generator checkpoint for {self.bundle_path.name} in {where}: train the bundle first "
-                f"(configs/train.json) or start the server with --conf {self.bundle_path.name}_checkpoint PATH."
+                f"(configs/train.json), export a trained run into the bundle folder, or start the server with "
+                f"--conf {self.bundle_path.name}_checkpoint PATH."
             )
         return found
 
@@ -486,6 +506,110 @@ class BoxesToImageTask(GenerationTask):
             "boxes": boxes.tolist(),
             "box_labels": [int(v) for v in labels],
             "value_range": [-1.0, 1.0],
+        }
+        return data
+
+
+class LesionInpaintTask(GenerationTask):
+    """Boxes -> lesions in THIS image, with a lesion-inpainting bundle (``bundles/lesion_inpaint``; MCGAN, Han et al.,
+    3DV 2019: a generator fills boxes of a real scan with lesions and keeps the surroundings).
+
+    The request's image is the real slice (or volume, for a 3D generator) the annotator has open, in its own units;
+    ``params.boxes`` are corner boxes ``[x0, y0, x1, y1]`` (``[x0, y0, z0, x1, y1, z1]`` in 3D) in voxel coordinates
+    of that image (``docs/conventions.md``), ``params.box_labels`` optional classes (default 0), ``params.seed`` the
+    noise seed (random when absent; the answer names it) and ``params.resize`` whether an image of another size than
+    the generator's ``image_size`` is resized to it (default: the bundle's ``resize_slices``). The image's existing
+    lesion mask, when there is one (an uploaded ``label``, or the datastore's saved label of the image, filled in by
+    the app), keeps new boxes ``gap`` voxels away from the lesions and is part of the answer's label.
+
+    The answer is the same image (same grid, affine and units) with a lesion in every box: only the boxes and their
+    ``feather``-voxel blend rings change, every other voxel keeps its value bit for bit; its label is the existing
+    mask (1) plus ``box_label + 1`` on the new boxes. Checks, scaling and paste back:
+    :func:`monai_gan_aug.label.inpaint.fill_lesions`. The generator's settings (``image_size``, ``patch_size``,
+    ``margin``, channels...) are read from the ``settings.json`` training wrote beside the served checkpoint, as the
+    bundle's ``inference.json`` does, and re-read when a new checkpoint appears.
+    """
+
+    task_kind = "boxes_to_lesions"
+
+    def _check_objective(self, objective: Any) -> None:
+        from monai_gan_aug.losses.objectives.lesion_inpaint import LesionInpaintObjective
+
+        if not isinstance(objective, LesionInpaintObjective):
+            raise ValueError(
+                f"{self.bundle_path.name}: LesionInpaintTask needs a lesion-inpainting objective "
+                f"(LesionInpaintObjective), got {type(objective).__name__}."
+            )
+        self._read_settings()
+
+    def _read_settings(self) -> None:
+        """The generator's settings as the config resolves them now (from the checkpoint's settings.json)."""
+        get = self.parser.get_parsed_content
+        self.spatial_dims = int(get("spatial_dims"))
+        self.image_size = int(get("image_size"))
+        self.patch_size = int(get("patch_size"))
+        self.margin = int(get("margin"))
+        self.gap = int(get("gap"))
+        self.min_foreground = float(get("min_foreground"))
+        self.resize_default = as_bool(get("resize_slices"), "resize_slices")
+
+    def _after_load(self, objective: Any, checkpoint: str) -> None:
+        self._read_settings()
+        self.dimension = self.spatial_dims
+
+    def info(self) -> dict[str, Any]:
+        i = super().info()
+        i["patch_size"] = self.patch_size
+        return i
+
+    def pre_transforms(self, data: Mapping[str, Any] | None = None) -> Sequence[Callable]:
+        return [_LoadInputs(["image"], optional=["label"])]
+
+    def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cpu") -> dict[str, Any]:
+        from monai_gan_aug.label.inpaint import fill_lesions
+
+        ref = data["image"]
+        nets, objective, ckpt, sha = self._generator(device)
+        seed = self._seed(data)
+        resize = as_bool(data["resize"], "resize") if data.get("resize") is not None else self.resize_default
+        existing = data.get("label") if not isinstance(data.get("label"), str) else None
+        try:
+            out = fill_lesions(
+                nets[objective.generator_name],
+                objective,
+                ref,
+                data.get("boxes"),
+                data.get("box_labels"),
+                existing,
+                image_size=self.image_size,
+                patch_size=self.patch_size,
+                margin=self.margin,
+                resize=resize,
+                gap=self.gap,
+                min_foreground=self.min_foreground,
+                seed=seed,
+                device=device,
+            )
+        except ValueError as err:
+            raise GenerationRequestError(str(err)) from err
+        data[self.output_label_key] = out["image"]
+        data["_label"] = out["label"]
+        data["_reference"] = ref
+        data[self.output_json_key] = {
+            "synthetic": True,
+            "task": self.task_kind,
+            "bundle": self.bundle_path.name,
+            "checkpoint": ckpt,
+            "checkpoint_sha256": sha,
+            "seed": seed,
+            "boxes": out["boxes"].tolist(),
+            "box_labels": [int(v) for v in out["box_labels"]],
+            "existing_label": existing is not None,
+            "resized": out["resized"],
+            "changed_voxels": out["changed"],
+            "feather": int(getattr(nets[objective.generator_name], "feather", 0)),
+            "value_range": None,  # the input's own units
+            "intensity_scale": [float(v) for v in out["scale"]],
         }
         return data
 

@@ -1,12 +1,14 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
 """MONAI Label integration, end to end: a real ``monailabel start_server`` with the project's app on loopback.
 
-Tiny pix2pix (label -> image) and box-conditioned PGGAN checkpoints are trained here (main environment, a few
-iterations at 32 / 16 px on a tiny demo dataset), a synthetic set is written for the SyntheticMix segmentation
-bundle, and the server (``.venv-label``, MONAI Label 0.8.5) is started on 127.0.0.1 with the demo images as its
-datastore. The tests call ``/info/``, the generation ``/infer/`` endpoints and ``/train/`` like a MONAI Label client.
-Every wait is bounded; the server is stopped at the end. Without ``.venv-label`` (``make label-env``) the server
-tests are skipped; the wire-format tests at the top run in any environment.
+Tiny pix2pix (label -> image), box-conditioned PGGAN and lesion-inpainting checkpoints are trained here (main
+environment, a few iterations at 32 / 16 / 32 px on a tiny demo dataset), a synthetic set is written for the
+SyntheticMix segmentation bundle, and the server (``.venv-label``, MONAI Label 0.8.5) is started on 127.0.0.1 with
+the demo images as its datastore. The tests call ``/info/``, the generation ``/infer/`` endpoints and ``/train/`` over
+HTTP, and once more through MONAI Label's own client (``monailabel.client.MONAILabelClient``, run in ``.venv-label``
+by ``monailabel_client_session.py``). Every wait is bounded; the server is stopped at the end. Without
+``.venv-label`` (``make label-env``) the server tests are skipped; the wire-format tests at the top run in any
+environment.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ P2P = {
     "label_values": [1],
 }
 PGG = {"image_size": 16, "fmap_base": 32, "fmap_max": 16, "latent_size": 16}
+# lesion inpainting: served with NO setting overrides (the app reads them from checkpoints/settings.json)
+LI = {"image_size": 32, "patch_size": 16, "channels": [4, 8], "critic_channels": [4, 8], "box_crop_size": 8}
+CLIENT_SCRIPT = Path(__file__).resolve().parent / "monailabel_client_session.py"
 
 
 # ---------------------------------------------------------------------------------------------- wire format (any env)
@@ -299,7 +304,7 @@ def server(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
     # tiny generator checkpoints (main environment) and a synthetic set for the SyntheticMix bundle
-    p2p, pgg = work / "runs_pix2pix", work / "runs_pggan"
+    p2p, pgg, li = work / "runs_pix2pix", work / "runs_pggan", work / "runs_lesion_inpaint"
     common = {"dataset_dir": str(datalist)}
     _wait(
         {
@@ -353,7 +358,24 @@ def server(tmp_path_factory):
                     env,
                 ),
                 work / "p2p_infer.log",
-            )
+            ),
+            "lesion_inpaint train": (
+                _run(
+                    _bundle_cmd(
+                        "lesion_inpaint/configs/train.json",
+                        **LI,
+                        **common,
+                        output_dir=str(li),
+                        batch_size=2,
+                        max_iterations=2,
+                        save_interval=1,
+                        sample_interval=1000,
+                    ),
+                    work / "li_train.log",
+                    env,
+                ),
+                work / "li_train.log",
+            ),
         }
     )
     assert (p2p / "synthetic" / "datalist.json").is_file()
@@ -368,18 +390,24 @@ def server(tmp_path_factory):
         shutil.copy(root / it["image"], studies / name)
         shutil.copy(root / it["label"], studies / "labels" / "final" / name)
     bundles = work / "bundles"
-    for name in ("pix2pix", "pggan_bbox", "seg_unet_mix"):
+    for name in ("pix2pix", "pggan_bbox", "lesion_inpaint", "seg_unet_mix"):
         shutil.copytree(ROOT / "bundles" / name, bundles / name, ignore=shutil.ignore_patterns("models", "*.pt"))
+    # the trained generators also as exported bundle folders (models/model.pt + settings), served without overrides
+    from monai_gan_aug.engines.export import export_bundle
+
+    export_bundle("lesion_inpaint", bundles / "lesion_inpaint_exported", run_dir=li, program=False)
+    export_bundle("pggan_bbox", bundles / "pggan_bbox_exported", run_dir=pgg, program=False)
     app = work / "app"
     app.mkdir()
     shutil.copy(ROOT / "monai_gan_aug" / "label" / "app" / "main.py", app / "main.py")
 
     port = _free_port()
     conf = {
-        "bundles": "pix2pix,pggan_bbox,seg_unet_mix",
+        "bundles": "pix2pix,pggan_bbox,lesion_inpaint,seg_unet_mix,lesion_inpaint_exported,pggan_bbox_exported",
         "bundles_dir": str(bundles),
         "pix2pix_overrides": json.dumps({**P2P, "output_dir": str(p2p)}),
         "pggan_bbox_overrides": json.dumps({**PGG, "output_dir": str(pgg)}),
+        "lesion_inpaint_overrides": json.dumps({"output_dir": str(li)}),
         "seg_unet_mix_overrides": json.dumps(
             {
                 "image_size": 32,
@@ -445,6 +473,7 @@ def server(tmp_path_factory):
             "work": work,
             "p2p": p2p,
             "pgg": pgg,
+            "li": li,
             "log": log,
         }
     finally:
@@ -476,6 +505,10 @@ def test_info_lists_the_bundles_tasks(server):
     assert models["pggan_bbox"]["task"] == "boxes_to_image"
     assert models["pix2pix"]["checkpoint"] == str(server["p2p"] / "checkpoints" / "checkpoint_2.pt")
     assert models["pggan_bbox"]["checkpoint"] == str(server["pgg"] / "checkpoints" / "checkpoint_3.pt")
+    lesion = models["lesion_inpaint"]
+    assert lesion["task"] == "boxes_to_lesions" and lesion["dimension"] == 2
+    assert lesion["checkpoint"] == str(server["li"] / "checkpoints" / "checkpoint_2.pt")
+    assert lesion["image_size"] == LI["image_size"] and lesion["patch_size"] == LI["patch_size"]  # settings.json
     assert "seg_unet_mix" not in models  # no weights yet: listed once training wrote models/model.pt
     assert "seg_unet_mix" in info["trainers"]
     assert info["datastore"]["total"] == len(server["items"]) == info["datastore"]["label_tags"]["final"]
@@ -577,6 +610,149 @@ def test_boxes_to_image(server):
     assert status == 422 and "boxes missing" in body["detail"]
 
 
+def _foreground(image: np.ndarray) -> np.ndarray:
+    """The app's foreground rule (monai_gan_aug.label.inpaint): intensity scaled to [-1, 1] between the 0.5 / 99.5
+    percentiles above -0.95."""
+    lo, hi = np.percentile(image, [0.5, 99.5])
+    return np.clip((image - lo) / (hi - lo) * 2 - 1, -1, 1) > -0.95
+
+
+def _free_box(image: np.ndarray, mask: np.ndarray, side: int = 3) -> list[float]:
+    """A ``side`` px box in the foreground, at least 2 voxels from every lesion of ``mask`` (the app's gap is 1)."""
+    fg, lesion = _foreground(image), mask > 0
+    for x in range(2, image.shape[0] - side - 2):
+        for y in range(2, image.shape[1] - side - 2):
+            if fg[x : x + side, y : y + side].all() and not lesion[x - 2 : x + side + 2, y - 2 : y + side + 2].any():
+                return [float(x), float(y), float(x + side), float(y + side)]
+    pytest.fail("no free foreground box in the demo slice")
+
+
+def _grown(shape, box, by: int) -> np.ndarray:
+    """Voxels of a 2D box grown by ``by`` voxels (chessboard), the reach of the inpainting's blend ring."""
+    out = np.zeros(shape, dtype=bool)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    out[max(x0 - by, 0) : x1 + by, max(y0 - by, 0) : y1 + by] = True
+    return out
+
+
+def _lesion_case(server) -> dict:
+    it = _demo_item(server, with_boxes=True)
+    name = Path(it["image"]).name
+    ref = nib.load(server["studies"] / name)
+    image = np.asarray(ref.dataobj).astype(np.float32)
+    mask = np.asarray(nib.load(server["studies"] / "labels" / "final" / name).dataobj)
+    return {
+        "item": it,
+        "image_id": name.replace(".nii.gz", ""),
+        "path": server["studies"] / name,
+        "ref": ref,
+        "image": image,
+        "mask": mask,
+        "box": _free_box(image, mask),
+    }
+
+
+def _check_inpainted(nii: bytes, params: dict, case: dict, box: list[float]) -> np.ndarray:
+    """The answer is the input image with a lesion in ``box``: equal beyond the box's feather ring, different in the
+    box, same grid / affine / dtype, marked synthetic."""
+    arr, aff, descrip = read_nifti_bytes(nii)
+    image = case["image"]
+    assert arr.shape == image.shape and arr.dtype == np.float32 and descrip == SYNTHETIC_DESCRIP
+    np.testing.assert_allclose(aff, case["ref"].affine, atol=1e-5)
+    ring = _grown(image.shape, box, params["feather"])
+    np.testing.assert_array_equal(arr[~ring], image[~ring])  # bit for bit outside the box and its blend ring
+    inside = _grown(image.shape, box, 0)
+    assert not np.allclose(arr[inside], image[inside])  # a lesion was generated in the box
+    assert 0 < params["changed_voxels"] <= ring.sum()
+    return arr
+
+
+@pytest.mark.slow
+def test_boxes_to_lesions(server):
+    case = _lesion_case(server)
+    box, mask = case["box"], case["mask"]
+    inside = _grown(mask.shape, box, 0)
+
+    # a datastore image: its saved label is the existing lesions, returned together with the new one
+    status, params, nii = _infer(
+        server["base"], "lesion_inpaint", {"boxes": [box], "seed": 7}, image_id=case["image_id"]
+    )
+    assert status == 200, params
+    assert params["synthetic"] is True and params["task"] == "boxes_to_lesions" and params["seed"] == 7
+    assert params["boxes"] == [box] and params["box_labels"] == [0] and params["existing_label"] is True
+    assert params["checkpoint"].endswith("checkpoint_2.pt") and params["resized"] is False
+    first = _check_inpainted(nii, params, case, box)
+    label, laff = decode_label(params["label"])
+    np.testing.assert_array_equal(label, np.where(inside, 1, (mask > 0).astype(np.uint8)))
+    np.testing.assert_allclose(laff, case["ref"].affine, atol=1e-5)
+
+    # the same slice uploaded (no saved label: only the new lesion is labelled); the seed fixes the lesion
+    files = {"file": ("slice.nii.gz", case["path"].read_bytes())}
+    status, params, nii = _infer(server["base"], "lesion_inpaint", {"boxes": [box], "seed": 7}, files=files)
+    assert status == 200, params
+    np.testing.assert_array_equal(_check_inpainted(nii, params, case, box), first)
+    np.testing.assert_array_equal(decode_label(params["label"])[0], inside.astype(np.uint8))
+    status, params, nii = _infer(server["base"], "lesion_inpaint", {"boxes": [box], "seed": 8}, files=files)
+    assert status == 200 and not np.array_equal(_check_inpainted(nii, params, case, box), first)
+
+    # bad requests: 422 naming the problem
+    size = list(mask.shape)
+    lesion_box = case["item"]["boxes"][0]
+    background = [0.0, 0.0, 2.0, 2.0]
+    assert not _foreground(case["image"])[0:2, 0:2].all()
+    for params, message in [
+        ({"boxes": [[0, 0, size[0] + 3, 4]]}, "lies outside the image"),
+        ({"boxes": [background]}, "foreground"),
+        ({"boxes": [[1, 2, 3]]}, "(N, 4)"),
+        ({}, "boxes missing"),
+    ]:
+        status, body, _ = _infer(server["base"], "lesion_inpaint", params, files=files)
+        assert status == 422 and message in body["detail"], (params, body)
+    status, body, _ = _infer(server["base"], "lesion_inpaint", {"boxes": [lesion_box]}, image_id=case["image_id"])
+    assert status == 422 and "existing lesion" in body["detail"], body
+
+    # an image of another size than the generator's: refused with resizing off, resized with it on
+    padded = np.pad(case["image"], ((0, 8), (0, 8)))
+    big = server["work"] / "padded.nii.gz"
+    nib.save(nib.Nifti1Image(padded, case["ref"].affine), str(big))
+    files = {"file": ("padded.nii.gz", big.read_bytes())}
+    status, body, _ = _infer(server["base"], "lesion_inpaint", {"boxes": [box], "resize": False}, files=files)
+    assert status == 422 and "resizing is off" in body["detail"] and "(32, 32)" in body["detail"], body
+    status, params, nii = _infer(server["base"], "lesion_inpaint", {"boxes": [box], "seed": 7}, files=files)
+    assert status == 200 and params["resized"] is True, params
+    arr = read_nifti_bytes(nii)[0]
+    near = _grown(padded.shape, box, params["feather"] + 4)  # the edit made on the 32 px grid, mapped back
+    assert arr.shape == padded.shape and np.array_equal(arr[~near], padded[~near])
+    assert not np.allclose(arr[_grown(padded.shape, box, 0)], padded[_grown(padded.shape, box, 0)])
+
+
+@pytest.mark.slow
+def test_exported_bundles_are_served_without_overrides(server):
+    """Bundle folders written by export_bundle (models/model.pt + models/settings.json, no runs/ folder) are served
+    with no --conf overrides and answer exactly as the training runs they were exported from."""
+    models = server["info"]["models"]
+    for name, task, size in (
+        ("lesion_inpaint_exported", "boxes_to_lesions", 32),
+        ("pggan_bbox_exported", "boxes_to_image", 16),
+    ):
+        assert models[name]["task"] == task and models[name]["image_size"] == size
+        assert models[name]["checkpoint"] == str(server["bundles"] / name / "models" / "model.pt")
+
+    case = _lesion_case(server)
+    files = {"file": ("slice.nii.gz", case["path"].read_bytes())}
+    for exported, run, params in (
+        ("lesion_inpaint_exported", "lesion_inpaint", {"boxes": [case["box"]], "seed": 4}),
+        ("pggan_bbox_exported", "pggan_bbox", {"boxes": case["item"]["boxes"], "seed": 4}),
+    ):
+        status, p_exp, nii_exp = _infer(server["base"], exported, params, files=files)
+        assert status == 200, p_exp
+        status, p_run, nii_run = _infer(server["base"], run, params, files=files)
+        assert status == 200, p_run
+        assert p_exp["checkpoint"].endswith("models/model.pt") and p_exp["task"] == p_run["task"]
+        np.testing.assert_array_equal(read_nifti_bytes(nii_exp)[0], read_nifti_bytes(nii_run)[0])
+        np.testing.assert_array_equal(decode_label(p_exp["label"])[0], decode_label(p_run["label"])[0])
+
+
 def _train(server, params: dict) -> dict:
     body = json.dumps(params).encode()
     status, _, data = _request("POST", f"{server['base']}/train/seg_unet_mix", body, "application/json")
@@ -601,8 +777,12 @@ def test_train_segmentation_with_synthetic_mix_then_infer(server):
     assert task["status"] == "ERROR" and not model.exists()
     assert "FolderSource" in "\n".join(task.get("details", []))  # failed building the synthetic source
 
-    task = _train(server, {"max_epochs": 1, "val_split": 0.34})
-    assert task["status"] == "DONE", "\n".join(task.get("details", []))
+    # MONAI Label's own client: train_start, then train_status until the task is done
+    train = _client_session(
+        server, "train", train={"model": "seg_unet_mix", "params": {"max_epochs": 1, "val_split": 0.34}}
+    )
+    train = train["train"]
+    assert train["started"] is not None and train["status"]["status"] == "DONE", train
     assert model.is_file()
 
     status, _, data = _request("GET", f"{server['base']}/info/")
@@ -617,3 +797,73 @@ def test_train_segmentation_with_synthetic_mix_then_infer(server):
     arr, aff, _ = read_nifti_bytes(pred)
     assert arr.shape == ref.shape and set(np.unique(arr).tolist()) <= {0, 1}
     np.testing.assert_allclose(aff, ref.affine, atol=1e-5)
+
+
+def _client_session(server, name: str, infer: dict | None = None, train: dict | None = None) -> dict:
+    """Run ``monailabel_client_session.py`` (MONAI Label's own client) in ``.venv-label`` against the server; its
+    answers as a dict (``info``, ``infer`` by request name, ``train``)."""
+    out = server["work"] / f"client_{name}"
+    out.mkdir()
+    spec = {
+        "base": server["base"],
+        "tmpdir": str(out),
+        "result": str(out / "result.json"),
+        "train_timeout": TRAIN_TIMEOUT,
+        "infer": infer or {},
+        "train": train,
+    }
+    (out / "spec.json").write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    try:
+        proc = subprocess.run(
+            [str(LABEL_PY), str(CLIENT_SCRIPT), str(out / "spec.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=len(spec["infer"]) * REQUEST_TIMEOUT + (TRAIN_TIMEOUT if train else 0) + 60,
+        )
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"the MONAI Label client session did not finish: {err}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_monailabel_client_session(server):
+    """MONAI Label's own client (``monailabel.client.MONAILabelClient``, in ``.venv-label``) against the server:
+    ``info()`` lists the tasks, boxes -> image (pggan_bbox) and boxes -> lesions (lesion_inpaint) answer images, and a
+    bad box is a client error naming the problem. (Its ``train_start`` / ``train_status`` run in
+    test_train_segmentation_with_synthetic_mix_then_infer.)"""
+    case = _lesion_case(server)
+    box = case["box"]
+    infer = {
+        "boxes_to_image": {
+            "model": "pggan_bbox",
+            "file": str(case["path"]),
+            "params": {"boxes": case["item"]["boxes"], "seed": 3},
+        },
+        "boxes_to_lesions": {
+            "model": "lesion_inpaint",
+            "file": str(case["path"]),
+            "params": {"boxes": [box], "seed": 5},
+        },
+        "lesion_outside": {"model": "lesion_inpaint", "file": str(case["path"]), "params": {"boxes": [[0, 0, 99, 4]]}},
+    }
+    result = _client_session(server, "infer", infer=infer)
+
+    info = result["info"]
+    tasks = {name: m.get("task") for name, m in info["models"].items()}
+    assert tasks["pix2pix"] == "mask_to_image" and tasks["pggan_bbox"] == "boxes_to_image"
+    assert tasks["lesion_inpaint"] == "boxes_to_lesions" and "seg_unet_mix" in info["trainers"]
+
+    gen = result["infer"]["boxes_to_image"]
+    assert gen["error"] is None and gen["params"]["task"] == "boxes_to_image" and gen["params"]["seed"] == 3
+    _check_synthetic_image(Path(gen["file"]).read_bytes(), case["image"].shape, case["ref"].affine)
+
+    les = result["infer"]["boxes_to_lesions"]
+    assert les["error"] is None and les["params"]["task"] == "boxes_to_lesions"
+    _check_inpainted(Path(les["file"]).read_bytes(), les["params"], case, box)
+    np.testing.assert_array_equal(decode_label(les["params"]["label"])[0], _grown(case["mask"].shape, box, 0))
+
+    bad = result["infer"]["lesion_outside"]
+    assert bad["file"] is None and "422" in bad["error"] and "lies outside the image" in bad["error"]
