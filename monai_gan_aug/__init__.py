@@ -10,4 +10,16 @@ from monai_gan_aug.utils.errors import install_excepthook as _install_excepthook
 # every bundle config imports this package: its errors must be the last lines of a failed `monai.bundle run`
 _install_excepthook()
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "generate"]
+
+
+def __getattr__(name: str):
+    # lazy: monai_gan_aug.generate(...) needs the engines (torch, MONAI), which `import monai_gan_aug` does not load
+    if name == "generate":
+        from monai_gan_aug.engines.bundles import generate
+
+        # importing monai_gan_aug.generate (the command-line module) would make the attribute that module: keep
+        # the function
+        globals()["generate"] = generate
+        return generate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from .bundles import generate, generator_checkpoint, model_file, run_bundle, workflow_bundle_root
+from .export import check_network_data_format, export_bundle, metadata_inputs
 from .gan_trainer import GanTrainer, NonFiniteLossError
-from .generation import GanGenerationEvaluator, SeedDataset, load_generator_weights
+from .generation import GanGenerationEvaluator, InfererCall, SeedDataset, generator_state_dict, load_generator_weights
 from .utils import RandomStates, StateDictGroup, dist_info, find_latest_checkpoint, losses_from_output
 
 __all__ = [
@@ -13,6 +15,16 @@ __all__ = [
     "GanGenerationEvaluator",
     "SeedDataset",
     "load_generator_weights",
+    "generator_state_dict",
+    "InfererCall",
+    "generator_checkpoint",
+    "model_file",
+    "workflow_bundle_root",
+    "run_bundle",
+    "generate",
+    "export_bundle",
+    "check_network_data_format",
+    "metadata_inputs",
     "RandomStates",
     "StateDictGroup",
     "dist_info",

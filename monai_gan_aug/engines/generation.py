@@ -5,7 +5,8 @@ seeds (and conditions, for conditional families) and hands each batch of samples
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from monai_gan_aug.utils.settings import read_settings, settings_differences, se
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SeedDataset", "GanGenerationEvaluator", "load_generator_weights"]
+__all__ = ["SeedDataset", "GanGenerationEvaluator", "load_generator_weights", "generator_state_dict", "InfererCall"]
 
 
 class SeedDataset(Dataset):
@@ -41,6 +42,39 @@ class SeedDataset(Dataset):
         return {"seed": self.seed + i, "index": i}
 
 
+def _read_generator_file(checkpoint: str | os.PathLike | None) -> Any:
+    if not checkpoint or not os.path.isfile(checkpoint):
+        raise FileNotFoundError(
+            f"generator checkpoint {str(checkpoint) if checkpoint else None!r} not found: no models/model.pt in the "
+            "bundle folder and no checkpoint_<iteration>.pt in the run's checkpoints folder. Train first "
+            "(configs/train.json), export a trained run (python -m monai_gan_aug.export), or pass --checkpoint PATH."
+        )
+    try:
+        from monai_gan_aug.utils.checkpoint_io import load_checkpoint  # weights_only: never runs code from the file
+
+        return load_checkpoint(checkpoint)
+    except Exception as err:
+        raise ValueError(f"cannot read checkpoint {checkpoint} ({type(err).__name__}: {err}).") from err
+
+
+def generator_state_dict(state: Any, name: str = "generator", prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The weights of network ``name`` in a loaded checkpoint: the EMA copy of a :class:`GanCheckpointHandler`
+    file when there is one, else its ``networks`` entry; ``state[name]`` of an exported ``models/model.pt``; or
+    ``state`` itself when it is a plain state dict. ``{}`` when there are none."""
+    if not isinstance(state, Mapping):
+        return {}
+    prefix = f"{name}."
+    if prefer_ema and isinstance(state.get("ema"), Mapping) and any(k.startswith(prefix) for k in state["ema"]):
+        return {k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)}
+    if isinstance(state.get("networks"), Mapping):
+        return {k[len(prefix) :]: v for k, v in state["networks"].items() if k.startswith(prefix)}
+    if isinstance(state.get(name), Mapping) and all(isinstance(v, torch.Tensor) for v in state[name].values()):
+        return dict(state[name])  # an exported bundle's models/model.pt: {name: state dict, "objective": ...}
+    if state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        return dict(state)
+    return {}
+
+
 def load_generator_weights(
     network: torch.nn.Module,
     checkpoint: str,
@@ -48,32 +82,16 @@ def load_generator_weights(
     prefer_ema: bool = True,
     settings: Mapping[str, Any] | None = None,
 ) -> torch.nn.Module:
-    """Load a generator from a :class:`GanCheckpointHandler` checkpoint (EMA weights when present) or from a
-    plain state-dict file. Raises a clear error when the file is missing or holds no such network.
+    """Load a generator from a :class:`GanCheckpointHandler` checkpoint (EMA weights when present), an exported
+    bundle's ``models/model.pt`` or a plain state-dict file. Raises a clear error when the file is missing or holds
+    no such network.
 
     ``settings`` are the values this run built ``network`` with (e.g. ``{"image_size": 64}``); they are compared
     with the ``settings.json`` training wrote beside the checkpoint: when the weights do not fit, the error names
     each setting that differs; when they fit, a difference is only logged (a command-line override wins).
     """
-    import os
-
-    if not checkpoint or not os.path.isfile(checkpoint):
-        raise FileNotFoundError(
-            f"generator checkpoint {checkpoint!r} not found. Train first (configs/train.json) or pass --checkpoint PATH."
-        )
-    try:
-        from monai_gan_aug.utils.checkpoint_io import load_checkpoint  # weights_only: never runs code from the file
-        state = load_checkpoint(checkpoint)
-    except Exception as err:
-        raise ValueError(f"cannot read checkpoint {checkpoint} ({type(err).__name__}: {err}).") from err
-    sd = None
-    if isinstance(state, Mapping):
-        if prefer_ema and isinstance(state.get("ema"), Mapping) and any(k.startswith(f"{name}.") for k in state["ema"]):
-            sd = {k[len(name) + 1 :]: v for k, v in state["ema"].items() if k.startswith(f"{name}.")}
-        elif isinstance(state.get("networks"), Mapping):
-            sd = {k[len(name) + 1 :]: v for k, v in state["networks"].items() if k.startswith(f"{name}.")}
-        elif all(isinstance(v, torch.Tensor) for v in state.values()):
-            sd = dict(state)
+    state = _read_generator_file(checkpoint)
+    sd = generator_state_dict(state, name, prefer_ema=prefer_ema)
     if not sd:
         raise ValueError(f"checkpoint {checkpoint} holds no weights of network {name!r}.")
     trained = read_settings(checkpoint)
@@ -102,12 +120,45 @@ def load_generator_weights(
     return network
 
 
+class InfererCall(torch.nn.Module):
+    """A generator called through a MONAI inferer: ``InfererCall(inferer, net)(x, *args)`` is
+    ``inferer(x, net, *args)``. Attributes other than its own are read from ``net`` (objectives read e.g. the
+    noise shapes of the generator they drive)."""
+
+    def __init__(self, inferer: Callable, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.inferer = inferer
+        self.network = network
+
+    def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.inferer(x, self.network, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("network"), name)
+
+
+_NOT_GIVEN: Any = object()
+
+
 class GanGenerationEvaluator(Evaluator):
     """Runs ``objective.generate`` with ``network`` as the generator for every batch of ``data_loader``.
 
     Each batch must carry ``"seed"`` (see :class:`SeedDataset`), and the conditions the family needs (mask, boxes,
     class). The iteration output holds the generated ``image`` (and ``label``/``boxes`` when the family produces
     them) plus ``seed`` and ``index``, for writer handlers such as :class:`~monai_gan_aug.handlers.SyntheticWriter`.
+
+    Args:
+        checkpoint: when given (the bundles pass ``@checkpoint``), the generator's weights are loaded from it by
+            :func:`load_generator_weights` when :meth:`run` starts, not when the evaluator is built: a bundle's
+            inference config can then be built (``ConfigWorkflow.initialize``, ``check_properties``) before any
+            training, and a missing checkpoint (None) stops the run with a message saying what to do.
+        network_name: the network's name in the checkpoint (``generator``; CycleGAN: ``generator_ab``).
+        generator_settings: the settings ``network`` was built with, checked against the checkpoint's
+            ``settings.json`` (see :func:`load_generator_weights`).
+        inferer: a MONAI inferer (e.g. ``SimpleInferer``) the generator is called through; None calls it directly.
     """
 
     def __init__(
@@ -119,19 +170,39 @@ class GanGenerationEvaluator(Evaluator):
         handlers: Any = None,
         amp: bool = False,
         extra_networks: Mapping[str, torch.nn.Module] | None = None,
+        checkpoint: str | os.PathLike | None = _NOT_GIVEN,
+        network_name: str = "generator",
+        generator_settings: Mapping[str, Any] | None = None,
+        inferer: Callable | None = None,
     ) -> None:
         amp, _ = resolve_amp(as_bool(amp, "amp"), "bfloat16", device)
         super().__init__(device=torch.device(device), val_data_loader=data_loader, val_handlers=handlers, amp=amp, decollate=False)
         self.network = network.to(self.state.device)
         self.objective = objective
         self.extra_networks = dict(extra_networks or {})
+        self.checkpoint = checkpoint
+        self.network_name = network_name
+        self.generator_settings = dict(generator_settings or {})
+        self.inferer = inferer
+
+    def load_weights(self) -> None:
+        """Load the generator's weights from ``checkpoint`` (a no-op when the evaluator was built without one)."""
+        if self.checkpoint is _NOT_GIVEN:
+            return
+        load_generator_weights(self.network, self.checkpoint, name=self.network_name, settings=self.generator_settings)
+        self.network.to(self.state.device)
+
+    def run(self, *args: Any, **kwargs: Any) -> None:
+        self.load_weights()
+        super().run(*args, **kwargs)
 
     def _iteration(self, engine: Any, batchdata: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(batchdata, Mapping) or "seed" not in batchdata:
             raise ValueError("GanGenerationEvaluator needs dict batches with a 'seed' entry (use SeedDataset).")
         seeds = [int(s) for s in torch.as_tensor(batchdata["seed"]).reshape(-1).tolist()]
         batch = self.objective.prepare_batch(batchdata, self.state.device)
-        nets = {self.objective.generator_name: self.network, **self.extra_networks}
+        generator = self.network if self.inferer is None else InfererCall(self.inferer, self.network)
+        nets = {self.objective.generator_name: generator, **self.extra_networks}
         with eval_mode(*nets.values()), torch.no_grad(), torch.autocast(
             self.state.device.type, dtype=torch.bfloat16, enabled=bool(self.amp)
         ):

@@ -371,16 +371,28 @@ class BoxConditionDataset(Dataset):
 
     Args:
         num_samples: number of items.
-        sampler: the :class:`BoxSampler`.
+        sampler: the :class:`BoxSampler`, or the path of a box file / saved sampler, read by
+            :meth:`BoxSampler.from_file` when the first item is drawn (so a bundle's inference config builds before
+            the file exists, e.g. before training).
         seed: seed of item 0.
+        image_size: size the boxes of a ``sampler`` file refer to, when the file does not say.
     """
 
-    def __init__(self, num_samples: int, sampler: BoxSampler, seed: int = 0) -> None:
+    def __init__(
+        self, num_samples: int, sampler: BoxSampler | str | os.PathLike, seed: int = 0,
+        image_size: Sequence[int] | None = None,
+    ) -> None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
-        if not isinstance(sampler, BoxSampler):
-            raise TypeError(f"sampler must be a BoxSampler, got {type(sampler).__name__}.")
-        self.num_samples, self.sampler, self.seed = int(num_samples), sampler, int(seed)
+        if not isinstance(sampler, (BoxSampler, str, os.PathLike)):
+            raise TypeError(f"sampler must be a BoxSampler or the path of a box file, got {type(sampler).__name__}.")
+        self.num_samples, self._sampler, self.seed, self.image_size = int(num_samples), sampler, int(seed), image_size
+
+    @property
+    def sampler(self) -> BoxSampler:
+        if not isinstance(self._sampler, BoxSampler):
+            self._sampler = BoxSampler.from_file(self._sampler, image_size=self.image_size)
+        return self._sampler
 
     def __len__(self) -> int:
         return self.num_samples
