@@ -22,8 +22,10 @@ mask and the patch-local box use these whole-voxel corners.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,6 +98,11 @@ def _tensor(x: Any) -> torch.Tensor:
     if hasattr(x, "as_tensor"):  # MetaTensor
         return x.as_tensor().float()
     return (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).float()
+
+
+def _noun(spatial_dims: int) -> str:
+    """What one real image is called in messages: a 2D slice or a 3D volume."""
+    return "volume" if spatial_dims == 3 else "slice"
 
 
 def _name(x: Any, fallback: str = "the item") -> str:
@@ -270,9 +277,31 @@ def lesion_items(datalist: Sequence[Mapping], box_key: str = "boxes") -> list[di
 def load_box_file(path: str, image_size: Sequence[int]) -> BoxSampler:
     """A user's requested boxes (:meth:`BoxSampler.from_file` formats, used as given); every error names the file.
 
+    Boxes are ``[x0, y0, x1, y1]`` for 2D, ``[x0, y0, z0, x1, y1, z1]`` for 3D (``len(image_size)``), in voxels of the
+    preprocessed images. A file that states its ``image_size`` must state the generator's.
+
     Raises:
-        FileNotFoundError / ValueError: a missing file, invalid JSON, malformed boxes or boxes outside ``image_size``.
+        FileNotFoundError / ValueError: a missing file, invalid JSON, malformed boxes, an ``image_size`` other than
+            the generator's (e.g. a 2D file for a 3D generator) or boxes outside ``image_size``.
     """
+    size = [int(s) for s in image_size]
+    try:  # the file's own image_size, when it states one (unreadable files: from_file names the problem)
+        stated = json.loads(Path(path).read_text())
+        stated = stated.get("image_size") if isinstance(stated, Mapping) else None
+    except (OSError, ValueError):
+        stated = None
+    if stated is not None:
+        try:
+            stated_size = [int(s) for s in stated]
+        except (TypeError, ValueError):
+            raise ValueError(f"box file {path}: image_size must be a list of ints, got {stated!r}.") from None
+        if stated_size != size:
+            corners = "[x0, y0, z0, x1, y1, z1]" if len(size) == 3 else "[x0, y0, x1, y1]"
+            raise ValueError(
+                f"box file {path}: its boxes refer to images of size {stated_size}, the generator makes "
+                f"{len(size)}D images of size {size}; give {corners} boxes in the coordinates of the preprocessed "
+                "images (the trained image_size)."
+            )
     try:
         return BoxSampler.from_file(path, image_size=image_size)
     except ValueError as err:
@@ -400,8 +429,9 @@ class LesionInpaintDataset(Dataset):
             sampler = BoxSampler(boxes, self.spatial_size, label_sets=labels, allow_empty=False)
         if not isinstance(sampler, BoxSampler) or tuple(sampler.image_size) != self.spatial_size:
             raise ValueError(
-                f"{name}: the boxes refer to images of size {getattr(sampler, 'image_size', None)}, the slices are "
-                f"{self.spatial_size}; give boxes in the coordinates of the preprocessed slices."
+                f"{name}: the boxes refer to images of size {getattr(sampler, 'image_size', None)}, the "
+                f"{_noun(dims)}s are {self.spatial_size}; give boxes in the coordinates of the preprocessed "
+                f"{_noun(dims)}s."
             )
         self.sampler = sampler
         self.num_samples = len(self.slices) if num_samples is None else int(num_samples)
@@ -419,10 +449,11 @@ class LesionInpaintDataset(Dataset):
         if image_size is not None:
             expected = tuple(int(s) for s in ensure_tuple_rep(image_size, dims))
             if tuple(image.shape[1:]) != expected:
+                noun = _noun(dims)
                 raise ValueError(
-                    f"LesionInpaintDataset: slice {where} is {tuple(image.shape[1:])} after preprocessing, the "
-                    f"generator was trained on {expected} slices (its lesion scale is in voxels); resize the slices to "
-                    f"{expected} (inference's resize_slices) or pass slices of that size."
+                    f"LesionInpaintDataset: {noun} {where} is {tuple(image.shape[1:])} after preprocessing, the "
+                    f"generator was trained on {expected} {noun}s (its lesion scale is in voxels); resize the {noun}s "
+                    f"to {expected} (inference's resize_slices) or pass {noun}s of that size."
                 )
         if d.get(label_key) is not None:
             label = (_tensor(d[label_key]) > 0).any(0, keepdim=True)
@@ -485,8 +516,8 @@ class LesionInpaintDataset(Dataset):
                 why = self.problem(b, s, occupied)
                 if why:
                     raise ValueError(
-                        f"requested box {b.tolist()} (box set {i % len(self.sampler)}) on slice {s.name}: {why}; "
-                        "nothing was generated. Fix the box file."
+                        f"requested box {b.tolist()} (box set {i % len(self.sampler)}) on "
+                        f"{_noun(len(self.spatial_size))} {s.name}: {why}; nothing was generated. Fix the box file."
                     )
                 self._mark(occupied, b)
             return i % n, boxes.astype(np.float32), labels
@@ -517,8 +548,9 @@ class LesionInpaintDataset(Dataset):
                 boxes = np.asarray(chosen, np.float32).reshape(-1, 2 * dims)
                 return (i + k) % n, boxes, np.asarray(chosen_labels, np.int64)
         raise ValueError(
-            f"LesionInpaintDataset: no slice has room for {self.num_lesions} new lesion box(es) inside the foreground, "
-            f"away from its lesions and within a {self.cropper.patch_shape(dims)} patch; lower num_lesions or gap."
+            f"LesionInpaintDataset: no {_noun(dims)} has room for {self.num_lesions} new lesion box(es) inside the "
+            f"foreground, away from its lesions and within a {self.cropper.patch_shape(dims)} patch; lower num_lesions "
+            "or gap."
         )
 
     def __len__(self) -> int:
