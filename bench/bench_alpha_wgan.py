@@ -1,6 +1,6 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
 """alpha-WGAN-GP in 3D (Kwon et al.'s 64^3 volumes): one training iteration (phases CD, E, D, G, each with its
-gradient penalty / reconstruction) at batch 4 through :class:`~monai_gan_aug.engines.GanTrainer`, generation
+gradient penalty / reconstruction) at batch 4 through :class:`~monai_gan_aug.engines.AdversarialTrainer`, generation
 throughput (volumes/s), peak memory and GFLOP per step (reference: cyclomon 3dbraingen).
 
 Family: ``alpha_wgan``. Writes ``bench/results/alpha_wgan_<tag>.json``.
@@ -38,7 +38,7 @@ QUICK = {"image_size": 16, "batch_size": 2, "latent_size": 8, "base_channels": 4
 
 
 def bench_alpha_wgan(args, machine: dict[str, Any]) -> dict[str, Any]:
-    from monai_gan_aug.engines import GanTrainer
+    from monai_gan_aug.engines import AdversarialTrainer
     from monai_gan_aug.losses.objectives.alpha_wgan import AlphaWGANObjective
     from monai_gan_aug.networks.nets.alpha_wgan import alpha_wgan_networks
 
@@ -47,7 +47,7 @@ def bench_alpha_wgan(args, machine: dict[str, Any]) -> dict[str, Any]:
     options = engine_options(args, penalty=True)
     notes = {}
     if dims == 3 and options["channels_last"]:
-        # GanTrainer(channels_last=True) converts networks with torch.channels_last, which is 4-D only
+        # AdversarialTrainer(channels_last=True) converts networks with torch.channels_last, which is 4-D only
         notes["channels_last"] = "ignored: the engine's channels_last is for 2D networks (no channels_last_3d)"
         options["channels_last"] = False
     g = torch.Generator().manual_seed(0)
@@ -56,7 +56,7 @@ def bench_alpha_wgan(args, machine: dict[str, Any]) -> dict[str, Any]:
     nets = alpha_wgan_networks(args.variant, dims, 1, size, args.latent_size, args.base_channels)
     opts = {k: torch.optim.Adam(v.parameters(), 2e-4, fused=True) for k, v in nets.items()}
     objective = AlphaWGANObjective(args.variant, args.latent_size)
-    tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, objective, **options)
+    tr = AdversarialTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, objective, **options)
     m = measure_engine(tr, batch, device=dev, warmup=args.warmup, repeats=args.repeats,
                        generate=lambda: tr.generate(args.gen_batch), gen_batch=args.gen_batch)
     config = {"resolution": size, "spatial_dims": dims, "batch": bs, "variant": args.variant,

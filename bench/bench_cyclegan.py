@@ -1,5 +1,5 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""CycleGAN on this project's GanTrainer: one training iteration (both generators, then both discriminators with
+"""CycleGAN on this project's AdversarialTrainer: one training iteration (both generators, then both discriminators with
 the image pools) with Zhu et al.'s ``resnet_9blocks`` generators and 70 x 70 PatchGANs, 3 -> 3 channels, batch 1,
 at 128 x 128 and 256 x 256 (reference: junyanz pytorch-CycleGAN-and-pix2pix); translation throughput A -> B at
 batch 1 (as the reference's test script).
@@ -26,7 +26,7 @@ from bench.common import (
     setup_run,
 )
 from bench.engine_timing import RepeatBatch, measure_engine, param_millions, record_from
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.cyclegan import CYCLEGAN_NETWORKS, CycleGANObjective
 from monai_gan_aug.networks.blocks.patchgan import PatchGANDiscriminator
 from monai_gan_aug.networks.nets.cyclegan import ResNetGenerator
@@ -49,7 +49,7 @@ def bench_config(size: int, base: int, n_blocks: int, gen_batch: int, args, mach
         "discriminator_b": PatchGANDiscriminator(2, 3, receptive_field=70, base_channels=base, norm="instance"),
     }
     opts = {k: torch.optim.Adam(nets[k].parameters(), 2e-4, betas=(0.5, 0.999), fused=True) for k in CYCLEGAN_NETWORKS}
-    tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, CycleGANObjective(pool_size=50),
+    tr = AdversarialTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, CycleGANObjective(pool_size=50),
                     **engine_options(args))
     sources = {"image_a": (torch.rand(gen_batch, 3, size, size, generator=g) * 2 - 1).to(dev)}
     m = measure_engine(tr, batch, device=dev, warmup=args.warmup, repeats=args.repeats,

@@ -1,7 +1,7 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
 """FastGAN at its paper setting: 256 x 256, batch 8, ngf = ndf = 64, DiffAugment "color,translation", L1
 reconstruction (instead of LPIPS, which needs downloaded weights), image + one mask channel. Times one training
-iteration (D step with the three decoders, G step) through :class:`~monai_gan_aug.engines.GanTrainer`, generation
+iteration (D step with the three decoders, G step) through :class:`~monai_gan_aug.engines.AdversarialTrainer`, generation
 throughput, peak memory and GFLOP per step (reference: FastGAN-pytorch).
 
 Family: ``fastgan``. Writes ``bench/results/fastgan_<tag>.json``.
@@ -39,7 +39,7 @@ QUICK = {"image_size": 32, "batch_size": 2, "base_channels": 8, "latent_size": 1
 
 
 def bench_fastgan(args, machine: dict[str, Any]) -> dict[str, Any]:
-    from monai_gan_aug.engines import GanTrainer
+    from monai_gan_aug.engines import AdversarialTrainer
     from monai_gan_aug.losses.objectives.fastgan import FastGANObjective
     from monai_gan_aug.networks.nets.fastgan import FastGANDiscriminator, FastGANGenerator
 
@@ -55,7 +55,7 @@ def bench_fastgan(args, machine: dict[str, Any]) -> dict[str, Any]:
             "discriminator": FastGANDiscriminator(channels, size, base)}
     opts = {k: torch.optim.Adam(v.parameters(), 2e-4, betas=(0.5, 0.999), fused=True) for k, v in nets.items()}
     objective = FastGANObjective(latent, 1, args.mask_channels, policy=args.policy, recon_loss="l1")
-    tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, objective,
+    tr = AdversarialTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, objective,
                     **engine_options(args))
     m = measure_engine(tr, batch, device=dev, warmup=args.warmup, repeats=args.repeats,
                        generate=lambda: tr.generate(args.gen_batch), gen_batch=args.gen_batch)

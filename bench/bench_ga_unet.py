@@ -1,5 +1,5 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""GA-UNet (Chen et al. 2021) on this project's GanTrainer: one training iteration (``n_critic`` = 5 WGAN-GP critic
+"""GA-UNet (Chen et al. 2021) on this project's AdversarialTrainer: one training iteration (``n_critic`` = 5 WGAN-GP critic
 steps on same-class image pairs, then one generator step, EMA of the generator as in the bundle) with the bundle's
 networks (residual U-Net generator: base 32, 4 levels, 4 layers per block; DenseNet critic: 64 stem channels, growth
 32, 4 layers per block), 1 channel, 2 classes, at 64^2 batch 16 and 128^2 batch 8; generation throughput (a
@@ -68,7 +68,7 @@ def parse_config(text: str) -> tuple[int, int]:
 
 
 def bench_config(size: int, bs: int, args, machine: dict[str, Any]) -> dict[str, Any]:
-    from monai_gan_aug.engines import GanTrainer
+    from monai_gan_aug.engines import AdversarialTrainer
     from monai_gan_aug.losses.objectives.ga_unet import GAUNetObjective
     from monai_gan_aug.networks.nets.ga_unet import GAUNetCritic, GAUNetGenerator
 
@@ -91,7 +91,7 @@ def bench_config(size: int, bs: int, args, machine: dict[str, Any]) -> dict[str,
     opts = {k: torch.optim.Adam(v.parameters(), 1e-4, betas=(0.0, 0.9), fused=True) for k, v in nets.items()}
     objective = GAUNetObjective(noise_size=args.noise_size, num_classes=NUM_CLASSES, n_critic=args.n_critic,
                                 lambda_gp=LAMBDA_GP)
-    tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, objective,
+    tr = AdversarialTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), nets, opts, objective,
                     ema={"generator": EMA_DECAY}, **engine_options(args, penalty=True))
     gen_batch = args.gen_batch or bs
     # generation conditions: one reference image x_j and its class per sample (ReferenceSeedDataset's items)

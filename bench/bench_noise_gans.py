@@ -1,5 +1,5 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""DCGAN and WGAN-GP (the bundles' networks) on this project's GanTrainer, and the model zoo's mednist_gan set-up
+"""DCGAN and WGAN-GP (the bundles' networks) on this project's AdversarialTrainer, and the model zoo's mednist_gan set-up
 run both on MONAI's own ``monai.engines.GanTrainer`` (from the installed MONAI) and on this engine with the same
 networks and loss, so the engines are compared on the same machine in the same run.
 
@@ -27,7 +27,7 @@ from bench.common import (
     setup_run,
 )
 from bench.engine_timing import RepeatBatch, measure_engine, param_millions, record_from
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives import DCGANObjective, Phase, WGANGPObjective
 from monai_gan_aug.networks.nets import DCGANDiscriminator, DCGANGenerator
 
@@ -41,8 +41,8 @@ def _adam(params, lr=2e-4):
     return torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
 
 
-def _trainer(g, d, objective, batch, n, device, **options) -> GanTrainer:
-    return GanTrainer(device, 1, RepeatBatch(batch, n), {"generator": g, "discriminator": d},
+def _trainer(g, d, objective, batch, n, device, **options) -> AdversarialTrainer:
+    return AdversarialTrainer(device, 1, RepeatBatch(batch, n), {"generator": g, "discriminator": d},
                       {"generator": _adam(g.parameters()), "discriminator": _adam(d.parameters())}, objective, **options)
 
 
@@ -156,8 +156,8 @@ def bench_monai_gantrainer(args, machine: dict[str, Any]) -> list[dict[str, Any]
         same_run = (m.step_s / m.gflop_per_step) / (base.step_s / base.gflop_per_step)
     records.append(record_from(
         m, args, machine, family="monai_gantrainer", name=f"monai_gantrainer_64_b{bs}_ours",
-        label=f"mednist_gan, 64^2, batch {bs}, 5 D steps, this GanTrainer", reference_key="monai_gantrainer_64_b32",
-        config={**config, "engine": "monai_gan_aug.engines.GanTrainer", **engine_config(args)},
+        label=f"mednist_gan, 64^2, batch {bs}, 5 D steps, this AdversarialTrainer", reference_key="monai_gantrainer_64_b32",
+        config={**config, "engine": "monai_gan_aug.engines.AdversarialTrainer", **engine_config(args)},
         extra={"same_run_monai_engine": {"step_s": base.step_s, "gflop_per_step": base.gflop_per_step,
                                           "step_ratio_equal_flops": same_run,
                                           "gen_ratio": (m.gen_images_per_s / base.gen_images_per_s

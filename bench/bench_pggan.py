@@ -1,6 +1,6 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
 """Box-conditioned PGGAN (Han et al. 2019): one training iteration (critic step with gradient penalty, generator
-step, EMA) through :class:`~monai_gan_aug.engines.GanTrainer` at each resolution stage, in the stable phase and in
+step, EMA) through :class:`~monai_gan_aug.engines.AdversarialTrainer` at each resolution stage, in the stable phase and in
 the middle of the fade-in, plus generation throughput (EMA generator) at each stable stage.
 
 Networks: ``--preset bundle`` (default: the pggan_bbox bundle's, latent 128, fmap_base 512, fmap_max 64, up to
@@ -66,7 +66,7 @@ def _reference_key(res: int, kind: str, args) -> str | None:
 
 
 def run(args) -> list[dict[str, Any]]:
-    from monai_gan_aug.engines import GanTrainer
+    from monai_gan_aug.engines import AdversarialTrainer
     from monai_gan_aug.losses.objectives.pggan import PGGANBoxObjective
     from monai_gan_aug.networks.nets.pggan import PGGANDiscriminator, PGGANGenerator
 
@@ -87,7 +87,7 @@ def run(args) -> list[dict[str, Any]]:
     obj = PGGANBoxObjective(args.latent_size, args.max_resolution, images_per_phase=args.batch_size,
                             batch_size=args.batch_size, mismatch_weight=args.mismatch_weight)
     batch = _batch(args.batch_size, args.max_resolution)
-    trainer = GanTrainer(dev, 1, [batch], nets, opts, obj, ema={"generator": 0.99}, **engine_options(args, penalty=True))
+    trainer = AdversarialTrainer(dev, 1, [batch], nets, opts, obj, ema={"generator": 0.99}, **engine_options(args, penalty=True))
     conditions = _batch(args.gen_batch, args.max_resolution, seed=1)
     resolutions = args.resolutions or obj.schedule.resolutions
     unknown = [r for r in resolutions if r not in obj.schedule.resolutions]

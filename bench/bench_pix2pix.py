@@ -1,5 +1,5 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Pix2Pix (and DF-GAN's extra Frechet term) on this project's GanTrainer: Isola et al.'s ``unet_256`` generator
+"""Pix2Pix (and DF-GAN's extra Frechet term) on this project's AdversarialTrainer: Isola et al.'s ``unet_256`` generator
 and 70 x 70 PatchGAN, 3 -> 3 channels, 256 x 256, batch 1 and 4 (reference: junyanz pytorch-CycleGAN-and-pix2pix);
 generation throughput of the generator in eval mode (batch 32 for the batch-1 row, as in the issue).
 
@@ -25,7 +25,7 @@ from bench.common import (
     setup_run,
 )
 from bench.engine_timing import RepeatBatch, measure_engine, param_millions, record_from
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.dfgan import DFGANObjective
 from monai_gan_aug.losses.objectives.pix2pix import Pix2PixObjective
 from monai_gan_aug.metrics.extractors import RandomConvFeatures
@@ -59,7 +59,7 @@ def bench_config(family: str, size: int, bs: int, gen_batch: int, base: int, arg
     g = Pix2PixGenerator(2, 3, 3, image_size=size, base_channels=base)  # 256: unet_256, 8 downs, 54.4 M parameters
     d = PatchGANDiscriminator(2, 6, receptive_field=70, base_channels=base)  # 70 x 70 PatchGAN on (condition, image)
     opts = {k: torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999), fused=True) for k, m in (("generator", g), ("discriminator", d))}
-    tr = GanTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), {"generator": g, "discriminator": d}, opts,
+    tr = AdversarialTrainer(dev, 1, RepeatBatch(batch, args.warmup + args.repeats), {"generator": g, "discriminator": d}, opts,
                     _objective(family), **engine_options(args))
     conditions = {"source": _images(gen_batch, size, 2, dev)}
     m = measure_engine(tr, batch, device=dev, warmup=args.warmup, repeats=args.repeats,

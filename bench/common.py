@@ -240,9 +240,9 @@ def bench_parser(prog: str, description: str, families: Iterable[str]) -> argpar
     p.add_argument("--steps", dest="repeats", type=int, help=argparse.SUPPRESS)  # the former name of --repeats
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (figures not comparable)")
-    p.add_argument("--channels_last", action="store_true", help="GanTrainer(channels_last=True) (2D networks)")
-    p.add_argument("--amp", action="store_true", help="GanTrainer(amp=True): bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX)")
-    p.add_argument("--compile", action="store_true", help="GanTrainer(compile=True): torch.compile each network")
+    p.add_argument("--channels_last", action="store_true", help="AdversarialTrainer(channels_last=True) (2D networks)")
+    p.add_argument("--amp", action="store_true", help="AdversarialTrainer(amp=True): bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX)")
+    p.add_argument("--compile", action="store_true", help="AdversarialTrainer(compile=True): torch.compile each network")
     p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(families)}")
     p.add_argument("--results_dir", default=str(RESULTS), help="where the JSON goes (default bench/results)")
     p.add_argument("--tag", default=None, help="file tag (default <hostname>-<device type>[-quick])")
@@ -314,7 +314,7 @@ def _compile_setting(args: argparse.Namespace, penalty: bool) -> bool | list[str
 
 
 def engine_options(args: argparse.Namespace, penalty: bool = False) -> dict[str, Any]:
-    """The GanTrainer keyword arguments the command line sets (``penalty``: the family's critic takes a gradient
+    """The AdversarialTrainer keyword arguments the command line sets (``penalty``: the family's critic takes a gradient
     penalty, so ``--compile`` compiles the generator only)."""
     return {"channels_last": bool(args.channels_last), "amp": bool(args.amp), "compile": _compile_setting(args, penalty)}
 

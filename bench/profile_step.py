@@ -38,6 +38,7 @@ import torch
 from bench.common import RESULTS, _GlobalOnly, host_tag, machine_info, sync
 from bench.engine_timing import Measurement
 from bench.references import REFERENCES, TARGETS, reference
+from bench.run_all import SCRIPTS
 
 __all__ = [
     "CATEGORIES",
@@ -53,18 +54,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 TOP_OPS = 25
-# family -> the bench script (bench/bench_<script>.py) that builds its trainer
-FAMILY_SCRIPTS: dict[str, str] = {
-    "dcgan": "noise_gans",
-    "wgan_gp": "noise_gans",
-    "monai_gantrainer": "noise_gans",
-    "pix2pix": "pix2pix",
-    "dfgan": "pix2pix",
-    "cyclegan": "cyclegan",
-    "fastgan": "fastgan",
-    "pggan": "pggan",
-    "alpha_wgan": "alpha_wgan",
-}
+# benchmark family -> the bench script (bench/bench_<script>.py) that builds its trainer: the scripts' own FAMILIES
+# (bench.run_all.SCRIPTS; the families themselves come from the registry, monai_gan_aug.engines.families)
+FAMILY_SCRIPTS: dict[str, str] = {family: script for script, fams in SCRIPTS.items() for family in fams}
 
 CONV_FWD, CONV_BWD = "convolution fwd", "convolution bwd"
 MATMUL, NORM = "matmul/linear", "batch/instance norm"
@@ -237,7 +229,16 @@ def build_step(family: str, config: str | None, bench_argv: Sequence[str], gener
     configurations are built but not run. With ``generation`` the target is the configuration's generation call
     (the ``generate`` callable the benchmark times, at its generation batch) instead of its training step."""
     if family not in FAMILY_SCRIPTS:
-        raise SystemExit(f"--family {family!r}: known families {sorted(FAMILY_SCRIPTS)}")
+        from bench.run_all import coverage
+
+        covered = coverage()
+        if covered.get(family) is not None:  # a registered name whose benchmark uses an alias (pggan_bbox -> pggan)
+            family = covered[family][1]
+        elif family in covered:
+            raise SystemExit(f"--family {family!r} is a registered family with no benchmark (no bench/bench_*.py lists "
+                             f"it in FAMILIES); profiled families: {sorted(FAMILY_SCRIPTS)}")
+        else:
+            raise SystemExit(f"--family {family!r}: known families {sorted(FAMILY_SCRIPTS)}")
     module = importlib.import_module(f"bench.bench_{FAMILY_SCRIPTS[family]}")
     args, run = _bench_args(module, bench_argv)
     pending: list[StepTarget] = []

@@ -5,14 +5,25 @@ references of issue #8).
 
     python -m bench.run_all [--quick] [--only dcgan,pix2pix] [--device cuda] [--amp] [--channels_last]
 
-``--only`` takes family names (``dcgan``, ``wgan_gp``, ``monai_gantrainer``, ``pix2pix``, ``dfgan``, ``cyclegan``, ``ga_unet``,
-``fastgan``, ``pggan``, ``alpha_wgan``) or script names (``noise_gans`` = its three families). Without ``--quick``
-the full sizes run: that takes hours on a 2-core CPU; run it on an otherwise idle machine.
+``--only`` takes benchmark family names (what a script's ``FAMILIES`` lists: ``dcgan``, ``wgan_gp``,
+``monai_gantrainer``, ``pix2pix``, ``dfgan``, ``cyclegan``, ``ga_unet``, ``fastgan``, ``pggan``, ``alpha_wgan``), the
+registered name of a family whose benchmark uses an alias (``pggan_bbox`` = ``pggan``), or script names
+(``noise_gans`` = its three families). Without ``--quick`` the full sizes run: that takes hours on a 2-core CPU; run
+it on an otherwise idle machine.
+
+Which families exist comes from the family registry (:mod:`monai_gan_aug.engines.families`, discovered from the
+bundles); which script covers a family from the scripts themselves: every ``bench/bench_<script>.py`` that declares
+``FAMILIES = (...)`` (read with :mod:`ast`, nothing imported). A benchmark family must be a registered family (its
+name or an alias) or a baseline of :data:`BASELINES`, else the run stops saying so. A registered family no script
+covers is listed as "no benchmark" (printed, and under ``not_benchmarked`` in the summary files) rather than made an
+error: benchmarks exist for the families with reference figures (issue #8), and a new family should not have to
+edit the bench to be added; ``--only`` naming such a family stops with a message saying it has no benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import subprocess
 import sys
@@ -22,37 +33,93 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "bench"
+
+#: Benchmark entries that are not families of this package: reference points timed next to them.
+BASELINES: dict[str, str] = {
+    "monai_gantrainer": "MONAI's own monai.engines.GanTrainer (model-zoo mednist_gan networks), the reference of issue #8",
+}
+
+
+def discover_scripts(bench_dir: Path = BENCH_DIR) -> dict[str, tuple[str, ...]]:
+    """Script name (``bench/bench_<name>.py``, its result-file prefix) -> the benchmark families it declares in a
+    module-level ``FAMILIES = (...)`` literal, read with :mod:`ast` (nothing is imported). Scripts without one
+    (``bench_metrics``, ``bench_mix``) are not family benchmarks. Sorted by script name: the order of the runs."""
+    scripts = {}
+    for path in sorted(bench_dir.glob("bench_*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "FAMILIES" for t in node.targets):
+                families = ast.literal_eval(node.value)
+                if not families or not all(isinstance(f, str) for f in families):
+                    raise SystemExit(f"{path}: FAMILIES must be a non-empty tuple of family names, got {families!r}.")
+                scripts[path.stem[len("bench_"):]] = tuple(families)
+    return scripts
+
 
 # script name (result file prefix) -> its families; the order is the order of the runs
-SCRIPTS: dict[str, tuple[str, ...]] = {
-    "noise_gans": ("dcgan", "wgan_gp", "monai_gantrainer"),
-    "pix2pix": ("pix2pix", "dfgan"),
-    "cyclegan": ("cyclegan",),
-    "fastgan": ("fastgan",),
-    "pggan": ("pggan",),
-    "alpha_wgan": ("alpha_wgan",),
-    "ga_unet": ("ga_unet",),
-}
+SCRIPTS: dict[str, tuple[str, ...]] = discover_scripts()
 # extra arguments of the full (not --quick) runs: PGGAN at the reference's network sizes and stages
 FULL_ARGS: dict[str, list[str]] = {
     "pggan": ["--preset", "reference", "--resolutions", "32", "64", "--phases", "stable"],
 }
 
-__all__ = ["SCRIPTS", "main", "markdown_table", "select"]
+__all__ = ["BASELINES", "SCRIPTS", "coverage", "discover_scripts", "main", "markdown_table", "not_benchmarked",
+           "select"]
+
+
+def coverage(scripts: Mapping[str, Sequence[str]] | None = None) -> dict[str, tuple[str, str] | None]:
+    """Registered family (:func:`monai_gan_aug.engines.families.families`) -> ``(script, benchmark family name)``,
+    or ``None`` when no script benchmarks it. Stops (``SystemExit``) when a script's ``FAMILIES`` names something
+    that is neither a registered family (name or alias) nor a :data:`BASELINES` entry, or when two benchmark names
+    cover one family."""
+    from monai_gan_aug.engines.families import families
+
+    scripts = SCRIPTS if scripts is None else scripts
+    registry = families()
+    owner = {n: fam.name for fam in registry.values() for n in fam.names()}
+    covered: dict[str, tuple[str, str] | None] = dict.fromkeys(registry)
+    for script, names in scripts.items():
+        for name in names:
+            if name in BASELINES:
+                continue
+            if name not in owner:
+                raise SystemExit(
+                    f"bench/bench_{script}.py benchmarks {name!r}, which is neither a registered family (names and "
+                    f"aliases: {', '.join(sorted(owner))}) nor a baseline of bench.run_all.BASELINES. Rename it to its "
+                    "family's name, or add the baseline with the reason it is benchmarked."
+                )
+            fam = owner[name]
+            if covered[fam] is not None:
+                raise SystemExit(f"family {fam!r} is benchmarked twice: {covered[fam]} and {(script, name)}.")
+            covered[fam] = (script, name)
+    return covered
+
+
+def not_benchmarked(scripts: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """Registered families no benchmark script covers."""
+    return [fam for fam, where in coverage(scripts).items() if where is None]
 
 
 def select(only: str | None) -> dict[str, list[str]]:
     """Script -> families to run, from ``--only`` (family or script names, comma-separated; ``None``: all). A name
-    that is both (``pix2pix``) means the family."""
+    that is both (``pix2pix``) means the family; a registered family name maps to its benchmark's name
+    (``pggan_bbox`` -> ``pggan``); a registered family without a benchmark, or an unknown name, stops the run."""
+    covered = coverage()
     if not only:
         return {s: list(f) for s, f in SCRIPTS.items()}
     chosen: dict[str, list[str]] = {}
     for name in (n.strip() for n in only.split(",") if n.strip()):
         owner = next((s for s, fams in SCRIPTS.items() if name in fams), None)  # family names first
+        if owner is None and covered.get(name) is not None:  # a registered name whose benchmark uses an alias
+            owner, name = covered[name]
         if owner is not None:
             families: Sequence[str] = (name,)
         elif name in SCRIPTS:
             owner, families = name, SCRIPTS[name]
+        elif name in covered:
+            raise SystemExit(f"--only: {name!r} is a registered family with no benchmark (no bench/bench_*.py lists it "
+                             f"in FAMILIES); families without one: {', '.join(not_benchmarked())}")
         else:
             known = sorted({f for fams in SCRIPTS.values() for f in fams} | set(SCRIPTS))
             raise SystemExit(f"--only: unknown family {name!r}; known: {', '.join(known)}")
@@ -125,6 +192,9 @@ def _markdown(summary: Mapping[str, Any]) -> str:
         "ratios.comparability_notes in the JSON); peak memory: process peak RSS on CPU (one process per script), "
         "torch.cuda.max_memory_allocated on CUDA",
     ]
+    if summary.get("not_benchmarked"):
+        out.append("- registered families with no benchmark (no bench/bench_*.py covers them): "
+                   + ", ".join(summary["not_benchmarked"]))
     if summary.get("quick"):
         out.append("- **quick smoke run**: tiny sizes, one timed step; the figures are not comparable with the references")
     out += ["", markdown_table(records), ""]
@@ -166,6 +236,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--timeout", type=float, default=None, help="seconds per script")
     args = p.parse_args(argv)
     plan = select(args.only)
+    missing = not_benchmarked()
+    if missing:
+        print(f"no benchmark: {', '.join(missing)} (registered families no bench/bench_*.py covers)", flush=True)
     if args.device is None:
         import torch
 
@@ -206,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "tag": args.tag,
         "quick": args.quick,
         "runs": runs,
+        "not_benchmarked": missing,
         "failures": failures,
         "records": records,
     }

@@ -14,7 +14,7 @@ import torch
 
 from bench.common import RECORD_KEYS, SCHEMA_VERSION, compute_ratios, write_result
 from bench.references import REFERENCE_MATMUL_GFLOPS, REFERENCES, TARGETS
-from bench.run_all import SCRIPTS, markdown_table, select
+from bench.run_all import BASELINES, SCRIPTS, coverage, discover_scripts, markdown_table, not_benchmarked, select
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,9 @@ def test_references_complete():
         assert {"family", "implementation", "label", "config", "step_s", "gflop", "gen_img_s", "gen_batch"} <= set(ref)
         assert ref["step_s"] > 0 and ref["gflop"] > 0 and ref["gen_img_s"] > 0, key
         assert any(ref["family"] in fams for fams in SCRIPTS.values()), key
+    # every reference is of a registered family (by its benchmark name) or of a baseline
+    named = {where[1] for where in coverage().values() if where} | set(BASELINES)
+    assert {ref["family"] for ref in REFERENCES.values()} <= named
 
 
 def test_run_all_selection_matches_scripts():
@@ -121,6 +124,48 @@ def test_run_all_selection_matches_scripts():
                                                   "pix2pix": ["pix2pix"]}
     with pytest.raises(SystemExit):
         select("stylegan")
+
+
+def test_scripts_and_families_come_from_the_scripts_and_the_registry(tmp_path):
+    """SCRIPTS is read from the scripts' FAMILIES; every benchmark name is a registered family (name or alias) or a
+    baseline; registered families without a benchmark are listed, and ``--only`` refuses them by name."""
+    from monai_gan_aug.engines.families import families
+
+    registry = families()
+    assert {"noise_gans", "pix2pix", "pggan"} <= set(SCRIPTS) and not {"metrics", "mix"} & set(SCRIPTS)
+    covered = coverage()
+    assert set(covered) == set(registry)
+    assert covered["pggan_bbox"] == ("pggan", "pggan") and covered["dcgan"] == ("noise_gans", "dcgan")
+    missing = not_benchmarked()
+    assert missing == [f for f, where in covered.items() if where is None] and "lesion_inpaint" in missing
+    benchmarked = {name for fams in SCRIPTS.values() for name in fams}
+    assert benchmarked == {where[1] for where in covered.values() if where} | set(BASELINES)
+    # a registered name maps to its benchmark's name; a family without a benchmark is refused by name
+    assert select("pggan_bbox,alpha_wgan_gp") == {"alpha_wgan": ["alpha_wgan"], "pggan": ["pggan"]}
+    with pytest.raises(SystemExit, match="lesion_inpaint.*no benchmark"):
+        select("lesion_inpaint")
+    # a script that benchmarks an unregistered name, or one family twice, stops the run
+    with pytest.raises(SystemExit, match="stylegan.*neither a registered family"):
+        coverage({**SCRIPTS, "stylegan": ("stylegan",)})
+    with pytest.raises(SystemExit, match="benchmarked twice"):
+        coverage({**SCRIPTS, "pggan_again": ("pggan_bbox",)})
+    # discovery reads FAMILIES literals only
+    (tmp_path / "bench_a.py").write_text("NAME = 'a'\nFAMILIES = ('dcgan', 'wgan_gp')\n")
+    (tmp_path / "bench_tool.py").write_text("def run():\n    FAMILIES = ('x',)\n")
+    (tmp_path / "helper.py").write_text("FAMILIES = ('y',)\n")
+    assert discover_scripts(tmp_path) == {"a": ("dcgan", "wgan_gp")}
+
+
+def test_summary_lists_families_without_a_benchmark(tmp_path, monkeypatch):
+    """``run_all`` with nothing selected to run still writes the summary, naming the registered families that no
+    script covers."""
+    from bench import run_all
+
+    monkeypatch.setattr(run_all, "select", lambda only: {})
+    summary = run_all.main(["--device", "cpu", "--results_dir", str(tmp_path), "--tag", "t"])
+    assert summary["not_benchmarked"] == not_benchmarked() and summary["records"] == []
+    text = (tmp_path / "summary_t.md").read_text()
+    assert "no benchmark" in text and all(f in text for f in summary["not_benchmarked"])
 
 
 def test_summary_table(quick_dcgan):

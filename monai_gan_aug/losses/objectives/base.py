@@ -1,7 +1,7 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
 """The contract between the one GAN engine and each family's maths.
 
-The engine (:class:`monai_gan_aug.engines.GanTrainer`) knows nothing about a model: each iteration it walks the
+The engine (:class:`monai_gan_aug.engines.AdversarialTrainer`) knows nothing about a model: each iteration it walks the
 objective's :class:`Phase` list (e.g. "discriminator" x n_critic, then "generator"), and for each phase it asks the
 objective for a loss, back-propagates it into the phase's networks only, and steps their optimizers. This is the
 phase design of NVlabs' stylegan2-ada training loop, with the per-family maths kept in one small object.
@@ -77,9 +77,13 @@ class GanObjective:
 
     Attributes:
         generator_name: the network the engine keeps an EMA of and the inference workflow uses.
+        seeded: whether :meth:`generate`'s output depends on ``seeds`` (noise drawn from them). ``False`` for
+            families whose output is a deterministic function of the batch's conditions in eval mode (pix2pix,
+            CycleGAN): other seeds then give the same output (``tests/test_family_contracts.py`` checks both ways).
     """
 
     generator_name: str = "generator"
+    seeded: bool = True
 
     def phases(self) -> list[Phase]:
         raise NotImplementedError(f"{type(self).__name__} must define phases().")

@@ -90,6 +90,8 @@ class CycleGANObjective(GanObjective):
             translation keeps the geometry); absent keys are skipped.
     """
 
+    seeded = False  # generate: a deterministic translation of the source image in eval mode
+
     def __init__(
         self,
         key_a: str = "image_a",

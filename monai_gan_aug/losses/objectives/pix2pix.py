@@ -151,6 +151,7 @@ class Pix2PixObjective(GanObjective):
     """
 
     generator_name = "generator"
+    seeded = False  # generate: a deterministic function of the condition in eval mode
 
     def __init__(
         self,
