@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from .bundles import generate, generator_checkpoint, model_file, run_bundle, workflow_bundle_root
 from .export import check_network_data_format, export_bundle, metadata_inputs
-from .gan_trainer import GanTrainer, NonFiniteLossError
+from .gan_trainer import AdversarialTrainer, GanTrainer, NonFiniteLossError
 from .generation import GanGenerationEvaluator, InfererCall, SeedDataset, generator_state_dict, load_generator_weights
 from .utils import RandomStates, StateDictGroup, dist_info, find_latest_checkpoint, losses_from_output
 
 __all__ = [
+    "AdversarialTrainer",
     "GanTrainer",
     "NonFiniteLossError",
     "GanGenerationEvaluator",

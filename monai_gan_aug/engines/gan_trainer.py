@@ -2,7 +2,7 @@
 """One GAN trainer for every family: a MONAI :class:`~monai.engines.Trainer` over a dict of networks, their
 optimizers and a per-family :class:`~monai_gan_aug.losses.objectives.GanObjective`.
 
-Compared with MONAI's ``GanTrainer`` (one fake batch for all D steps, the discriminator hidden in a loss
+Compared with MONAI's ``monai.engines.GanTrainer`` (one fake batch for all D steps, the discriminator hidden in a loss
 closure, no autocast) this engine:
 
 * runs each phase of the objective (e.g. ``n_critic`` critic steps, each on *fresh* fakes, then the generator),
@@ -23,6 +23,7 @@ import contextlib
 import copy
 import logging
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseConte
 from monai_gan_aug.utils.enums import GanKeys
 from monai_gan_aug.utils.misc import as_bool
 
-__all__ = ["GanTrainer", "NonFiniteLossError"]
+__all__ = ["AdversarialTrainer", "GanTrainer", "NonFiniteLossError"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _to_channels_last_(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-class GanTrainer(Trainer):
+class AdversarialTrainer(Trainer):
     """Generic adversarial trainer.
 
     Args:
@@ -362,7 +363,7 @@ class GanTrainer(Trainer):
         if batchdata is None:
             raise ValueError("the data loader returned an empty batch; check the dataset and its transforms.")
         if not isinstance(batchdata, Mapping):
-            raise TypeError(f"GanTrainer expects dict batches (MONAI dictionary transforms), got {type(batchdata).__name__}.")
+            raise TypeError(f"AdversarialTrainer expects dict batches (MONAI dictionary transforms), got {type(batchdata).__name__}.")
         batch = self.objective.prepare_batch(batchdata, self.state.device)
         if self.channels_last:
             for k, v in batch.items():
@@ -469,3 +470,13 @@ class GanTrainer(Trainer):
             for k, m in nets.items():
                 m.train(modes[k])
         return {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in out.items()}
+
+
+class GanTrainer(AdversarialTrainer):
+    """Deprecated alias of :class:`AdversarialTrainer` (renamed so it is not confused with MONAI's different
+    ``monai.engines.GanTrainer``); kept for one release."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        warnings.warn("monai_gan_aug.engines.GanTrainer is renamed AdversarialTrainer (it is not monai.engines.GanTrainer); "
+                      "the old name will be removed in the next release.", FutureWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)

@@ -1,5 +1,5 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Checkpoint saving and exact resume for :class:`~monai_gan_aug.engines.GanTrainer`."""
+"""Checkpoint saving and exact resume for :class:`~monai_gan_aug.engines.AdversarialTrainer`."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from pydicom.data import get_testdata_file
 from monai_gan_aug.data import BadImageError, LoadMedicalImage, fit_batch_size, gan_collate
 from monai_gan_aug.data.datalist import build_datalist_from_folder, load_datalist, screen_images
 from monai_gan_aug.data.errors import ImageReadError, InvalidBoxesError
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives import DCGANObjective
 from monai_gan_aug.networks.nets import DCGANDiscriminator, DCGANGenerator
 
@@ -44,11 +44,11 @@ def _random(seed: int, shape=(20, 20)) -> np.ndarray:
     return np.random.default_rng(seed).random(shape).astype(np.float32)
 
 
-def _tiny_trainer(loader, **kw) -> GanTrainer:
+def _tiny_trainer(loader, **kw) -> AdversarialTrainer:
     torch.manual_seed(0)
     g = DCGANGenerator(2, 8, 1, 16, 8)
     d = DCGANDiscriminator(2, 1, 16, 8, norm=None)
-    return GanTrainer(
+    return AdversarialTrainer(
         "cpu", kw.pop("max_epochs", 2), loader, {"generator": g, "discriminator": d},
         {"generator": torch.optim.Adam(g.parameters(), 1e-3), "discriminator": torch.optim.Adam(d.parameters(), 1e-3)},
         DCGANObjective(8, 2), **kw,

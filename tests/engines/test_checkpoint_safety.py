@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_gan_aug.engines import GanTrainer, load_generator_weights
+from monai_gan_aug.engines import AdversarialTrainer, load_generator_weights
 from monai_gan_aug.engines.utils import RandomStates
 from monai_gan_aug.handlers import GanCheckpointHandler
 from monai_gan_aug.losses.objectives import DCGANObjective
@@ -50,7 +50,7 @@ PAYLOADS = {"path_touch": (TouchPayload, "pathlib"), "os_system": (SystemPayload
 def make_trainer(loader, handlers=(), max_iterations=2):
     torch.manual_seed(0)
     g, d = DCGANGenerator(2, 8, 1, 16, 8), DCGANDiscriminator(2, 1, 16, 8, norm=None)
-    return GanTrainer(
+    return AdversarialTrainer(
         "cpu", 3, loader, {"generator": g, "discriminator": d},
         {"generator": torch.optim.Adam(g.parameters(), 1e-3), "discriminator": torch.optim.Adam(d.parameters(), 1e-3)},
         DCGANObjective(8, 2), ema={"generator": 0.9}, handlers=list(handlers), max_iterations=max_iterations,

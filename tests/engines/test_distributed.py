@@ -18,7 +18,7 @@ def _worker(rank: int, world: int, tmp: str) -> None:
     from ignite.engine import Events
     from monai.data import DataLoader, Dataset, DistributedSampler
 
-    from monai_gan_aug.engines import GanTrainer
+    from monai_gan_aug.engines import AdversarialTrainer
     from monai_gan_aug.losses.objectives import WGANGPObjective
     from monai_gan_aug.networks.nets import DCGANDiscriminator, DCGANGenerator
 
@@ -27,7 +27,7 @@ def _worker(rank: int, world: int, tmp: str) -> None:
     ds = Dataset(data)
     loader = DataLoader(ds, batch_size=2, sampler=DistributedSampler(ds, shuffle=True))
     g, d = DCGANGenerator(2, 8, 1, 16, 8), DCGANDiscriminator(2, 1, 16, 8, norm=None)
-    trainer = GanTrainer(
+    trainer = AdversarialTrainer(
         "cpu", 1, loader, {"generator": g, "discriminator": d},
         {"generator": torch.optim.Adam(g.parameters(), 1e-3), "discriminator": torch.optim.Adam(d.parameters(), 1e-3)},
         WGANGPObjective(8, 2, n_critic=1),

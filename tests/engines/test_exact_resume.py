@@ -14,7 +14,7 @@ from monai.data import CacheDataset, DataLoader
 from monai.transforms import Compose, EnsureTyped, RandFlipd, RandScaleIntensityd
 from monai.utils import set_determinism
 
-from monai_gan_aug.engines import GanTrainer, find_latest_checkpoint
+from monai_gan_aug.engines import AdversarialTrainer, find_latest_checkpoint
 from monai_gan_aug.handlers import GanCheckpointHandler
 from monai_gan_aug.losses.objectives import DCGANObjective
 from monai_gan_aug.networks.nets import DCGANDiscriminator, DCGANGenerator
@@ -52,11 +52,11 @@ def make_loader(seed: int) -> DataLoader:
     return DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True, num_workers=0)
 
 
-def make_trainer(loader, max_epochs: int, handlers=(), init_seed: int = 0, max_iterations=None) -> GanTrainer:
+def make_trainer(loader, max_epochs: int, handlers=(), init_seed: int = 0, max_iterations=None) -> AdversarialTrainer:
     torch.manual_seed(init_seed)
     gen = DCGANGenerator(2, 8, 1, 16, 8)
     disc = DCGANDiscriminator(2, 1, 16, 8, norm="batch")
-    return GanTrainer(
+    return AdversarialTrainer(
         "cpu", max_epochs, loader, {"generator": gen, "discriminator": disc},
         {"generator": torch.optim.Adam(gen.parameters(), 2e-3, betas=(0.5, 0.9)),
          "discriminator": torch.optim.Adam(disc.parameters(), 2e-3, betas=(0.5, 0.9))},
@@ -64,7 +64,7 @@ def make_trainer(loader, max_epochs: int, handlers=(), init_seed: int = 0, max_i
     )
 
 
-def all_tensors(trainer: GanTrainer) -> dict[str, torch.Tensor]:
+def all_tensors(trainer: AdversarialTrainer) -> dict[str, torch.Tensor]:
     out = {f"net.{k}": v for k, v in trainer.networks.state_dict().items()}
     out.update({f"ema.{k}": v for k, v in trainer.ema_networks.state_dict().items()})
     for name, opt in trainer.optimizers.items():
@@ -73,7 +73,7 @@ def all_tensors(trainer: GanTrainer) -> dict[str, torch.Tensor]:
     return out
 
 
-def differing(a: GanTrainer, b: GanTrainer) -> list[str]:
+def differing(a: AdversarialTrainer, b: AdversarialTrainer) -> list[str]:
     ta, tb = all_tensors(a), all_tensors(b)
     assert ta.keys() == tb.keys()
     return [k for k in ta if not torch.equal(ta[k], tb[k])]

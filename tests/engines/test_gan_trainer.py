@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from monai_gan_aug.engines import GanTrainer, NonFiniteLossError, find_latest_checkpoint
+from monai_gan_aug.engines import AdversarialTrainer, NonFiniteLossError, find_latest_checkpoint
 from monai_gan_aug.handlers import GanCheckpointHandler
 from monai_gan_aug.losses.objectives import DCGANObjective, Phase, WGANGPObjective
 from monai_gan_aug.networks.nets import DCGANDiscriminator, DCGANGenerator
@@ -17,7 +17,7 @@ def make_trainer(loader, objective=None, max_epochs=1, handlers=None, seed=0, lr
     g = DCGANGenerator(2, 8, 1, 16, 8)
     d = DCGANDiscriminator(2, 1, 16, 8, norm=None)
     objective = objective or WGANGPObjective(latent_size=8, latent_spatial=2, n_critic=2)
-    return GanTrainer(
+    return AdversarialTrainer(
         "cpu",
         max_epochs,
         loader,
@@ -162,7 +162,7 @@ def test_bad_configuration_errors(tiny_image_loader):
     with pytest.raises(ValueError, match="ema"):
         make_trainer(tiny_image_loader, ema={"nope": 0.9})
     with pytest.raises(TypeError, match="GanObjective"):
-        GanTrainer("cpu", 1, tiny_image_loader, {"generator": torch.nn.Linear(1, 1)}, {}, objective=object())
+        AdversarialTrainer("cpu", 1, tiny_image_loader, {"generator": torch.nn.Linear(1, 1)}, {}, objective=object())
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -178,7 +178,7 @@ def test_channels_last_matches_default_layout(dims):
         torch.manual_seed(0)
         gen = DCGANGenerator(dims, 8, 1, 8, 8)
         disc = DCGANDiscriminator(dims, 1, 8, 8, norm=None)
-        trainer = GanTrainer(
+        trainer = AdversarialTrainer(
             "cpu", 1, DataLoader(Dataset(data), batch_size=2, shuffle=False), {"generator": gen, "discriminator": disc},
             {"generator": torch.optim.Adam(gen.parameters(), 1e-3), "discriminator": torch.optim.Adam(disc.parameters(), 1e-3)},
             DCGANObjective(8, dims), channels_last=cl,
@@ -205,3 +205,19 @@ def test_compile_named_networks_and_clear_error_for_gradient_penalty(tiny_image_
         make_trainer(tiny_image_loader, compile=True).run()
     with pytest.raises(ValueError, match="compile names networks"):
         make_trainer(tiny_image_loader, compile=["critic"])
+
+
+def test_old_engine_name_is_a_deprecated_alias():
+    """``GanTrainer`` (MONAI has a different class of that name) still builds, with a FutureWarning naming the new one."""
+    import warnings
+
+    from monai_gan_aug.engines import AdversarialTrainer, GanTrainer
+
+    assert issubclass(GanTrainer, AdversarialTrainer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            GanTrainer(device="cpu", max_epochs=1, train_data_loader=[], networks={}, optimizers={}, objective=None)
+        except Exception:  # the warning comes first, whatever the arguments make of the rest
+            pass
+    assert any(issubclass(w.category, FutureWarning) and "AdversarialTrainer" in str(w.message) for w in caught)

@@ -174,7 +174,7 @@ def test_handler_writes_metrics_and_tensorboard(tmp_path):
     from monai.data import DataLoader, Dataset
 
     from monai_gan_aug.data import gan_collate
-    from monai_gan_aug.engines import GanTrainer
+    from monai_gan_aug.engines import AdversarialTrainer
     from monai_gan_aug.handlers.fidelity import BoxFidelityHandler
     from monai_gan_aug.losses.objectives.pggan import PGGANBoxObjective
     from monai_gan_aug.networks.nets.pggan import PGGANDiscriminator, PGGANGenerator
@@ -188,7 +188,7 @@ def test_handler_writes_metrics_and_tensorboard(tmp_path):
     d = PGGANDiscriminator(2, 1, 1, 16, channels={4: 4, 8: 4, 16: 4})
     obj = PGGANBoxObjective(latent_size=4, max_resolution=16, images_per_phase=4, batch_size=4)
     handler = BoxFidelityHandler(interval=2, num_samples=4, log_dir=tmp_path / "tb")
-    trainer = GanTrainer("cpu", 10, loader, {"generator": g, "discriminator": d},
+    trainer = AdversarialTrainer("cpu", 10, loader, {"generator": g, "discriminator": d},
                          {k: torch.optim.Adam(v.parameters(), 1e-3) for k, v in {"generator": g, "discriminator": d}.items()},
                          obj, max_iterations=3, handlers=[handler])
     trainer.run()

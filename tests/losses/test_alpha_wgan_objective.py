@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.alpha_wgan import AlphaWGANObjective
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.networks.nets.alpha_wgan import alpha_wgan_networks
@@ -23,7 +23,7 @@ def _nets(variant="improved", spatial_dims=2, size=16):
 def _trainer(loader, variant="improved", **kw):
     nets = _nets(variant)
     opts = {k: torch.optim.Adam(v.parameters(), 1e-3, betas=(0.5, 0.9)) for k, v in nets.items()}
-    return GanTrainer("cpu", 1, loader, nets, opts, AlphaWGANObjective(variant, LATENT, **kw), max_iterations=1)
+    return AdversarialTrainer("cpu", 1, loader, nets, opts, AlphaWGANObjective(variant, LATENT, **kw), max_iterations=1)
 
 
 def test_phase_order_and_one_step_per_network(tiny_image_loader):
@@ -127,7 +127,7 @@ def test_3d_training_step():
     data = [{"image": torch.rand(1, 16, 16, 16) * 2 - 1} for _ in range(4)]
     loader = torch.utils.data.DataLoader(data, batch_size=2)
     opts = {k: torch.optim.Adam(v.parameters(), 1e-3) for k, v in nets.items()}
-    trainer = GanTrainer("cpu", 1, loader, nets, opts, AlphaWGANObjective("original", LATENT), max_iterations=1)
+    trainer = AdversarialTrainer("cpu", 1, loader, nets, opts, AlphaWGANObjective("original", LATENT), max_iterations=1)
     trainer.run()
     assert all(torch.isfinite(v) for v in trainer.state.output["losses"].values())
     out = trainer.generate(3, seeds=[5, 6, 7])["image"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.data import DataLoader, Dataset
 
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.handlers import GanCheckpointHandler
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.cyclegan import (
@@ -142,7 +142,7 @@ def _trainer(max_epochs, handlers=None):
     opts = {k: torch.optim.Adam(nets[k].parameters(), 1e-3, betas=(0.5, 0.999)) for k in CYCLEGAN_NETWORKS}
     data = [{"image_a": b["image_a"][0], "image_b": b["image_b"][0]} for b in (_batch(1, seed=s) for s in range(4))]
     loader = DataLoader(Dataset(data), batch_size=2, shuffle=False)
-    return GanTrainer("cpu", max_epochs, loader, nets, opts, CycleGANObjective(pool_size=3, seed=0), handlers=handlers)
+    return AdversarialTrainer("cpu", max_epochs, loader, nets, opts, CycleGANObjective(pool_size=3, seed=0), handlers=handlers)
 
 
 def test_exact_resume_with_image_pools(tmp_path):

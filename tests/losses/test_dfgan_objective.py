@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.data import DataLoader, Dataset
 
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.dfgan import DFGANObjective
 from monai_gan_aug.losses.objectives.pix2pix import mask_to_display
@@ -127,7 +127,7 @@ def _trainer(obj, loader, **kw):
     g = Pix2PixGenerator(2, 2, 1, image_size=16, base_channels=4)
     d = PatchGANDiscriminator(2, 3, 10, base_channels=4)
     opts = {"generator": torch.optim.Adam(g.parameters(), 2e-4), "discriminator": torch.optim.Adam(d.parameters(), 2e-4)}
-    return GanTrainer("cpu", 1, loader, {"generator": g, "discriminator": d}, opts, obj, **kw)
+    return AdversarialTrainer("cpu", 1, loader, {"generator": g, "discriminator": d}, opts, obj, **kw)
 
 
 def test_real_statistics_at_start_keep_random_streams_and_survive_resume():

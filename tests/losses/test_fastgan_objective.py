@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.fastgan import (
     FastGANObjective,
@@ -46,7 +46,7 @@ def test_training_step_with_masks():
     nets = _nets()
     opts = {k: torch.optim.Adam(v.parameters(), 2e-4, betas=(0.5, 0.999)) for k, v in nets.items()}
     obj = FastGANObjective(LATENT, image_channels=1, mask_channels=1)
-    trainer = GanTrainer("cpu", 1, _loader(), nets, opts, obj, max_iterations=2)
+    trainer = AdversarialTrainer("cpu", 1, _loader(), nets, opts, obj, max_iterations=2)
     trainer.run()
     out = trainer.state.output
     assert {"d_loss", "d_hinge", "d_recon", "d_real_logit", "d_fake_logit", "g_loss"} <= set(out["losses"])

@@ -9,7 +9,7 @@ import torch
 from monai.data import DataLoader
 from monai.transforms import Compose, EnsureTyped, RandFlipd
 
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.ga_unet import (
     GAUNetObjective,
@@ -99,7 +99,7 @@ def test_training_step_and_phase_gradients():
     loader = DataLoader(ds, batch_size=2, shuffle=False)
     opts = {k: torch.optim.Adam(v.parameters(), 1e-4, betas=(0.0, 0.9)) for k, v in nets.items()}
     obj = GAUNetObjective(NOISE, 2, n_critic=2)
-    trainer = GanTrainer("cpu", 1, loader, nets, opts, obj, max_iterations=1)
+    trainer = AdversarialTrainer("cpu", 1, loader, nets, opts, obj, max_iterations=1)
     trainer.run()
     losses = trainer.state.output["losses"]
     assert set(losses) == {"d_loss", "d_wasserstein", "d_gp", "g_loss"}

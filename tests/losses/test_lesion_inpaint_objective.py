@@ -11,7 +11,7 @@ import torch
 from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.lesion_inpaint import LesionInpaintObjective, crop_resize
 from monai_gan_aug.networks.nets.lesion_inpaint import LesionInpaintCritic, LesionInpaintGenerator
@@ -183,7 +183,7 @@ def test_training_lowers_the_box_reconstruction_error():
     nets = _nets()
     obj = LesionInpaintObjective(patch_size=16, box_crop_size=8, lambda_l1_box=10.0)
     opt = {k: torch.optim.Adam(v.parameters(), 2e-3, betas=(0.5, 0.99)) for k, v in nets.items()}
-    trainer = GanTrainer("cpu", 12, loader, nets, opt, obj, ema={})
+    trainer = AdversarialTrainer("cpu", 12, loader, nets, opt, obj, ema={})
     history = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: history.append(float(e.state.output["losses"]["g_l1_box"])))
     trainer.run()

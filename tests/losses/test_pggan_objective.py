@@ -14,7 +14,7 @@ from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 
 from monai_gan_aug.data import gan_collate
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.handlers import GanCheckpointHandler
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.pggan import (
@@ -273,7 +273,7 @@ def trainer_for(tmp_path, max_iterations, handlers=None):
     nets = make_nets()
     opt = {k: torch.optim.Adam(v.parameters(), 1e-3, betas=(0.0, 0.99)) for k, v in nets.items()}
     obj = make_objective()
-    return GanTrainer("cpu", 100, loader(n=4), nets, opt, obj, max_iterations=max_iterations,
+    return AdversarialTrainer("cpu", 100, loader(n=4), nets, opt, obj, max_iterations=max_iterations,
                       ema={"generator": 0.9}, handlers=handlers)
 
 

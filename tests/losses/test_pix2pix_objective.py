@@ -10,7 +10,7 @@ from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 from torchvision.models.vgg import cfgs, make_layers
 
-from monai_gan_aug.engines import GanTrainer
+from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.pix2pix import (
     Pix2PixObjective,
@@ -195,7 +195,7 @@ def test_training_lowers_reconstruction_error():
     nets = _nets()
     obj = Pix2PixObjective(cond_key="tissue", num_classes=3)
     opt = {k: torch.optim.Adam(v.parameters(), 5e-3, betas=(0.5, 0.999)) for k, v in nets.items()}
-    trainer = GanTrainer("cpu", 10, loader, nets, opt, obj)
+    trainer = AdversarialTrainer("cpu", 10, loader, nets, opt, obj)
     history = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: history.append(float(e.state.output["losses"]["g_l1"])))
     trainer.run()

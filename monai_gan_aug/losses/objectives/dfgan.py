@@ -170,7 +170,7 @@ class DFGANObjective(Pix2PixObjective):
         differentiable w.r.t. ``fakes``; updates the memory."""
         if self._fid_loss is None:
             raise ValueError(
-                "DFGANObjective: no real statistics yet; train through GanTrainer (computed at the first iteration) or "
+                "DFGANObjective: no real statistics yet; train through AdversarialTrainer (computed at the first iteration) or "
                 "call set_real_statistics()."
             )
         self.extractor.to(fakes.device)
