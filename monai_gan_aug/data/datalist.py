@@ -51,6 +51,7 @@ __all__ = [
     "build_datalist_from_csv",
     "build_datalist_from_folder",
     "check_datalist",
+    "image_paths",
     "load_datalist",
     "read_spatial_shape",
     "screen_images",
@@ -690,6 +691,21 @@ def load_datalist(
     if bad_images is not None:
         items = screen_images(items, spatial_dims=spatial_dims, bad_images=bad_images)
     return items
+
+
+def image_paths(
+    dataset_dir: str | os.PathLike | None = None,
+    split: str = "training",
+    spatial_dims: int = 2,
+    check: bool = True,
+) -> list[str]:
+    """The ``image`` path of every item of one split: ``[item["image"] for item in load_datalist(...)]``.
+
+    What the evaluation configs hand to the GAN metrics as the real image set (and the inference configs take the
+    reference image from). ``dataset_dir``, ``split``, ``spatial_dims`` and ``check`` are those of
+    :func:`load_datalist`, which raises its errors (missing source, unknown split, bad boxes) unchanged.
+    """
+    return [item["image"] for item in load_datalist(dataset_dir, split=split, spatial_dims=spatial_dims, check=check)]
 
 
 def _image_name(value: Any) -> str:

@@ -81,6 +81,7 @@ def load_generator_weights(
     name: str = "generator",
     prefer_ema: bool = True,
     settings: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
 ) -> torch.nn.Module:
     """Load a generator from a :class:`GanCheckpointHandler` checkpoint (EMA weights when present), an exported
     bundle's ``models/model.pt`` or a plain state-dict file. Raises a clear error when the file is missing or holds
@@ -89,6 +90,9 @@ def load_generator_weights(
     ``settings`` are the values this run built ``network`` with (e.g. ``{"image_size": 64}``); they are compared
     with the ``settings.json`` training wrote beside the checkpoint: when the weights do not fit, the error names
     each setting that differs; when they fit, a difference is only logged (a command-line override wins).
+
+    ``device``: when given, the loaded network is moved there (``network.to(device)``) before it is returned, so a
+    config builds its generator with one ``_target_`` component instead of ``$load_generator_weights(...).to(...)``.
     """
     state = _read_generator_file(checkpoint)
     sd = generator_state_dict(state, name, prefer_ema=prefer_ema)
@@ -117,7 +121,7 @@ def load_generator_weights(
         ) from err
     if diff:
         logger.warning("Loaded %s although %s: the command-line values win.", checkpoint, listed)
-    return network
+    return network if device is None else network.to(device)
 
 
 class InfererCall(torch.nn.Module):

@@ -48,6 +48,7 @@ __all__ = [
     "fit_reference_segmenter",
     "honours_mask",
     "load_segmenter",
+    "reference_segmenter",
     "seeded_items",
     "select_keys",
 ]
@@ -473,6 +474,34 @@ def fit_reference_segmenter(
         Path(save_path).parent.mkdir(parents=True, exist_ok=True)
         torch.save(network.state_dict(), save_path)
     return network
+
+
+def reference_segmenter(
+    network: torch.nn.Module,
+    checkpoint: str | Path | None,
+    train_loader: Iterable,
+    max_epochs: int = 20,
+    lr: float = 1e-3,
+    device: torch.device | str = "cpu",
+    image_key: str = GanKeys.IMAGE,
+    label_key: str = GanKeys.LABEL,
+    save_path: str | Path | None = None,
+) -> torch.nn.Module:
+    """The segmenter of the "output honours its mask" check: :func:`load_segmenter` when ``checkpoint`` is set
+    (truthy), else :func:`fit_reference_segmenter` on ``train_loader`` (the other arguments are its own; the trained
+    weights go to ``save_path``). The ``segmenter`` of the conditional families' ``evaluate.json``."""
+    if checkpoint:
+        return load_segmenter(network, checkpoint)
+    return fit_reference_segmenter(
+        network,
+        train_loader,
+        max_epochs=max_epochs,
+        lr=lr,
+        device=device,
+        image_key=image_key,
+        label_key=label_key,
+        save_path=save_path,
+    )
 
 
 def load_segmenter(network: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:

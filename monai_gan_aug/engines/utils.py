@@ -15,9 +15,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from monai_gan_aug.utils.misc import as_bool
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "adam_optimizers",
     "resolve_amp",
     "cpu_supports_bf16",
     "RandomStates",
@@ -414,6 +417,29 @@ def resolve_amp(amp: bool, amp_dtype: str, device: torch.device | str) -> tuple[
         return True, amp_dtype
     logger.warning("amp=True is supported on CUDA and CPU; running in float32 on %s.", device)
     return False, amp_dtype
+
+
+def adam_optimizers(
+    networks: Mapping[str, torch.nn.Module],
+    lr: float,
+    betas: Iterable[float] = (0.9, 0.999),
+    fused: Any = False,
+) -> dict[str, torch.optim.Adam]:
+    """One ``torch.optim.Adam(net.parameters(), lr=lr, betas=tuple(betas), fused=...)`` per network, by the same names.
+
+    For bundles whose set of networks depends on a setting (alpha_wgan_gp's variants): the optimizers follow the
+    networks. ``fused`` goes through :func:`~monai_gan_aug.utils.as_bool` (a command line's ``'false'`` is False)
+    and a bad value raises a ``ValueError`` naming ``fused_optimizer``.
+
+    Raises:
+        TypeError: ``networks`` is not a mapping of name to module.
+    """
+    if not isinstance(networks, Mapping):
+        raise TypeError(f"adam_optimizers: networks must map names to modules, got {type(networks).__name__}.")
+    return {
+        k: torch.optim.Adam(v.parameters(), lr=lr, betas=tuple(betas), fused=as_bool(fused, "fused_optimizer"))
+        for k, v in networks.items()
+    }
 
 
 def dist_info() -> tuple[int, int]:

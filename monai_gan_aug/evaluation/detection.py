@@ -70,6 +70,7 @@ __all__ = [
     "run_detection_experiment",
     "train_yolo",
     "ultralytics_offline",
+    "yolo_detector",
 ]
 
 logger = logging.getLogger(__name__)
@@ -640,6 +641,17 @@ def evaluate_detections(
             )
         )
     return detection_metrics(preds, test_items, iou_thresholds, conf)
+
+
+def yolo_detector(
+    weights: str | os.PathLike | None, conf: float = 0.25, device: torch.device | str = "cpu"
+) -> YoloDetector | None:
+    """The optional detector of a fidelity evaluation: ``None`` without ``weights`` (falsy), else
+    ``YoloDetector(weights, conf=conf, device=...)`` on the CPU when ``device`` is a CPU device and on CUDA device
+    ``'0'`` otherwise (ultralytics' device names). :class:`YoloDetector` raises its clear errors for a missing file."""
+    if not weights:
+        return None
+    return YoloDetector(weights, conf=conf, device="cpu" if torch.device(device).type == "cpu" else "0")
 
 
 # ---------------------------------------------------------------------------------------------- experiment

@@ -22,7 +22,7 @@ from ignite.engine import Engine, Events
 from monai_gan_aug.utils.enums import GanKeys
 from monai_gan_aug.utils.misc import as_bool
 
-__all__ = ["SyntheticWriter", "DiskSpaceError", "file_sha256", "config_hash", "reference_affine", "human_bytes"]
+__all__ = ["SyntheticWriter", "DiskSpaceError", "file_sha256", "config_hash", "reference_affine", "human_bytes", "synthetic_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,19 @@ def config_hash(paths: Sequence[str | os.PathLike] | str | os.PathLike, override
     if overrides:
         h.update(json.dumps(dict(overrides), sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def synthetic_outputs(synthetic_dir: str | os.PathLike, spatial_dims: int) -> dict[str, str]:
+    """Where a generation run's :class:`SyntheticWriter` set lies, as the ``outputs`` of
+    :class:`~monai_gan_aug.handlers.TrainingSummary`: ``images``, the labels (``yolo_labels`` for 2D, ``masks`` for
+    3D, both in ``<synthetic_dir>/labels``), ``manifest`` and ``datalist``."""
+    root = str(synthetic_dir)
+    return {
+        "images": root + "/images",
+        ("yolo_labels" if spatial_dims == 2 else "masks"): root + "/labels",
+        "manifest": root + "/manifest.json",
+        "datalist": root + "/datalist.json",
+    }
 
 
 def human_bytes(n: float) -> str:

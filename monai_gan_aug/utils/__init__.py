@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .checkpoint_io import CheckpointError, UnsafeCheckpointError, load_checkpoint
 from .enums import GanKeys, Provenance
-from .misc import as_bool
+from .misc import as_bool, drop_none
 from .settings import read_settings, trained_setting
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Provenance",
     "UnsafeCheckpointError",
     "as_bool",
+    "drop_none",
     "load_checkpoint",
     "read_settings",
     "trained_setting",

@@ -10,10 +10,24 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_bool", "json_safe"]
+__all__ = ["as_bool", "drop_none", "json_safe"]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", "none", ""}
+
+
+def drop_none(mapping: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A copy of ``mapping`` without the entries whose value is ``None``, in the same order.
+
+    A config lists optional components (e.g. a network ``_disabled_`` for one variant, which resolves to ``None``)
+    in one mapping and keeps the present ones: ``"networks": "$monai_gan_aug.utils.drop_none(@network_defs)"``.
+
+    Raises:
+        TypeError: ``mapping`` is not a mapping.
+    """
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"drop_none: expected a mapping (e.g. a dict of components), got {type(mapping).__name__}.")
+    return {k: v for k, v in mapping.items() if v is not None}
 
 
 def as_bool(value: Any, name: str = "value") -> bool:

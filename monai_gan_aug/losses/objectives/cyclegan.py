@@ -23,12 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from monai_gan_aug.data.datalist import load_datalist
 from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
 from monai_gan_aug.utils.enums import GanKeys
 from monai_gan_aug.utils.image_pool import ImagePool
 
-__all__ = ["CYCLEGAN_NETWORKS", "CycleGANObjective", "unpaired_items"]
+__all__ = ["CYCLEGAN_NETWORKS", "CycleGANObjective", "load_unpaired_items", "unpaired_items"]
 
 #: Network (and optimizer) names: ``generator_ab`` = G (A -> B), ``generator_ba`` = F (B -> A), ``discriminator_a``
 #: judges domain A (real ``a`` vs ``F(b)``), ``discriminator_b`` judges domain B (real ``b`` vs ``G(a)``).
@@ -68,6 +69,24 @@ def unpaired_items(
     return [
         {key_a: items_a[i % len(items_a)][source_key], key_b: items_b[order[i % len(items_b)]][source_key]} for i in range(n)
     ]
+
+
+def load_unpaired_items(
+    dataset_dir: Any,
+    dataset_dir_b: Any = None,
+    spatial_dims: int = 2,
+    key_a: str = "image_a",
+    key_b: str = "image_b",
+    seed: int = 0,
+    bad_images: str | None = None,
+) -> list[dict]:
+    """The training datalist of the cyclegan bundle: :func:`unpaired_items` of the ``training`` splits of
+    ``dataset_dir`` (domain A, screened with ``bad_images``) and ``dataset_dir_b`` (domain B; ``None``: B is made
+    from A, see :func:`unpaired_items`), both read with :func:`~monai_gan_aug.data.datalist.load_datalist`, whose
+    errors pass through unchanged."""
+    items_a = load_datalist(dataset_dir, split="training", spatial_dims=spatial_dims, bad_images=bad_images)
+    items_b = None if dataset_dir_b is None else load_datalist(dataset_dir_b, split="training", spatial_dims=spatial_dims)
+    return unpaired_items(items_a, items_b, key_a=key_a, key_b=key_b, seed=seed)
 
 
 class CycleGANObjective(GanObjective):

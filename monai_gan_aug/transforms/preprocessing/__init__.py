@@ -37,6 +37,7 @@ from monai_gan_aug.transforms.preprocessing.dictionary import (
     ScaleToSymmetricRangeD,
     ScaleToSymmetricRanged,
     ScaleToSymmetricRangeDict,
+    transform_or_identity,
 )
 
 __all__ = [
@@ -71,4 +72,5 @@ __all__ = [
     "crop_or_pad",
     "is_power_of_two",
     "nearest_power_of_two",
+    "transform_or_identity",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Randomizable, SpatialCrop
+from monai.transforms import Identityd, MapTransform, Randomizable, SpatialCrop
 from monai.utils import ensure_tuple, ensure_tuple_rep
 
 from monai_gan_aug.transforms.boxes.array import crop_boxes, resize_boxes, slice_boxes
@@ -28,6 +28,7 @@ from monai_gan_aug.transforms.preprocessing.array import (
 )
 
 __all__ = [
+    "transform_or_identity",
     "CheckImageD",
     "CheckImageDict",
     "CheckImaged",
@@ -390,3 +391,22 @@ ForegroundCropD = ForegroundCropDict = ForegroundCropd
 EnsureGrayscaleD = EnsureGrayscaleDict = EnsureGrayscaled
 RandSliceD = RandSliceDict = RandSliced
 CheckImageD = CheckImageDict = CheckImaged
+
+
+def transform_or_identity(transform: type[MapTransform], keys: KeysCollection, enabled: Any, **kwargs: Any) -> MapTransform:
+    """``transform(keys=keys, **kwargs)`` when ``enabled`` is true (Python truthiness), else
+    ``monai.transforms.Identityd(keys=keys)``: a step of a config's ``Compose`` that a setting switches off while the
+    list keeps its length (and the positions of the transforms' random states in a checkpoint).
+
+    ``{"_target_": "monai_gan_aug.transforms.preprocessing.transform_or_identity", "transform":
+    "$monai_gan_aug.transforms.preprocessing.RandSliced", "keys": "@image_key", "enabled": "$@spatial_dims == 2"}``
+
+    Raises:
+        TypeError: ``transform`` is not a class of dictionary transform.
+    """
+    if not (isinstance(transform, type) and issubclass(transform, MapTransform)):
+        raise TypeError(
+            f"transform_or_identity: transform must be a dictionary transform class (e.g. "
+            f"monai_gan_aug.transforms.preprocessing.RandSliced), got {transform!r}."
+        )
+    return transform(keys=keys, **kwargs) if enabled else Identityd(keys=keys)
