@@ -157,6 +157,10 @@ class BenefitTask(ABC):
         """Metrics of one run that are not ratios of per-patient sums (reported as mean ± sd over seeds only)."""
         return {}
 
+    def curves(self, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, list[float]]]:
+        """Curves of an arm from the test records of all its seeds (plotted next to the table); none by default."""
+        return {}
+
 
 class SegmentationTask(BenefitTask):
     """MONAI U-Net (Dice + cross-entropy, model selection on the real validation split) scored per test image:
@@ -323,16 +327,55 @@ class DetectionTask(BenefitTask):
         return records
 
     def run_metrics(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-        return {"cpm@0.25": self.cpm(records, 0.25), "cpm@0.5": self.cpm(records, 0.5)}
+        """Han et al.'s mAP (all-point VOC AP of the run's test detections at ``conf``) and the FROC score (CPM), at
+        IoU 0.5 and 0.25."""
+        return {"map@0.5": self.ap(records, 0.5), "map@0.25": self.ap(records, 0.25),
+                "cpm@0.25": self.cpm(records, 0.25), "cpm@0.5": self.cpm(records, 0.5)}
+
+    @staticmethod
+    def _scores(records: Sequence[Mapping[str, Any]], iou: float) -> tuple[np.ndarray, np.ndarray, int]:
+        fp = np.concatenate([np.asarray(r[f"fp_scores@{iou}"], float) for r in records] or [np.zeros(0)])
+        tp = np.concatenate([np.asarray(r[f"tp_scores@{iou}"], float) for r in records] or [np.zeros(0)])
+        return fp, tp, int(sum(r["n_gt"] for r in records))
+
+    @classmethod
+    def ap(cls, records: Sequence[Mapping[str, Any]], iou: float = 0.5) -> float:
+        """Average precision of one run's test detections (one lesion class; detections kept at ``conf``)."""
+        from monai_gan_aug.evaluation.detection import average_precision
+
+        fp, tp, n_gt = cls._scores(records, iou)
+        if n_gt == 0:
+            return float("nan")
+        scores = np.concatenate([tp, fp])
+        hits = np.concatenate([np.ones(len(tp), bool), np.zeros(len(fp), bool)])
+        return float(average_precision(scores, hits, n_gt))
+
+    #: FPs per slice at which the FROC curves of the report are sampled (log-spaced, 1/8 ... 32).
+    FROC_GRID = tuple(float(2.0 ** (k / 2)) for k in range(-6, 11))
+
+    def curves(self, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, list[float]]]:
+        out = {}
+        for iou in (0.25, 0.5):
+            fps, sens = self.froc(records, iou)
+            at = [float(sens[fps <= x].max()) if np.any(fps <= x) else 0.0 for x in self.FROC_GRID]
+            out[f"froc@{iou}"] = {"fps_per_slice": list(self.FROC_GRID), "sensitivity": at}
+        return out
+
+    @classmethod
+    def froc(cls, records: Sequence[Mapping[str, Any]], iou: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+        """FROC curve (FPs per slice, sensitivity) of test records, MONAI's ``compute_froc_curve_data``."""
+        from monai.metrics import compute_froc_curve_data
+
+        fp, tp, n_gt = cls._scores(records, iou)
+        fps, sens = compute_froc_curve_data(fp, tp, max(n_gt, 1), len(records))
+        return np.asarray(fps, float), np.asarray(sens, float)
 
     @staticmethod
     def cpm(records: Sequence[Mapping[str, Any]], iou: float = 0.25) -> float:
         """FROC score (MONAI ``compute_froc_score``: mean sensitivity at 0.25 ... 8 FPs per slice) of one run."""
         from monai.metrics import compute_froc_curve_data, compute_froc_score
 
-        fp = np.concatenate([np.asarray(r[f"fp_scores@{iou}"], float) for r in records] or [np.zeros(0)])
-        tp = np.concatenate([np.asarray(r[f"tp_scores@{iou}"], float) for r in records] or [np.zeros(0)])
-        n_gt = int(sum(r["n_gt"] for r in records))
+        fp, tp, n_gt = DetectionTask._scores(records, iou)
         if n_gt == 0:
             return float("nan")
         fps, sens = compute_froc_curve_data(fp, tp, n_gt, len(records))
@@ -783,6 +826,9 @@ def _report(t: BenefitTask, rows: Sequence[_Row], arms: Sequence[Arm], config: M
                 finite = values[np.isfinite(values)]
                 entry[key] = {"mean": float(finite.mean()) if finite.size else float("nan"),
                               "std": float(finite.std(ddof=1)) if finite.size > 1 else 0.0, "values": values.tolist()}
+            curves = t.curves([r for seed in row.runs[a.name] for r in row.runs[a.name][seed]])
+            if curves:
+                entry["curves"] = curves
             arms_out[a.name] = entry
         out_rows.append({"fraction": row.fraction, "n_patients": row.n_patients, "n_real": row.n_real, "arms": arms_out})
     return {"title": f"Does it help? {config['bundle']} -> {t.name}", "config": json_safe(config),
@@ -797,8 +843,10 @@ def benefit_markdown(report: Mapping[str, Any], digits: int = 3) -> str:
     prim = report["primary"]
     first = next(iter(report["rows"][0]["arms"].values())) if report["rows"] else {}
     keys = {m["key"] for m in metrics}
-    extra = [k for k in first if k not in keys]
-    metrics = list(metrics) + [{"key": k, "title": k.upper() if k.startswith("cpm") else k} for k in extra]
+    extra = [k for k in first if k not in keys and k != "curves"]
+    titles = {"cpm": "CPM", "map": "mAP"}
+    metrics = list(metrics) + [{"key": k, "title": titles.get(k.split("@")[0], k.split("@")[0]) + k[len(k.split("@")[0]):]}
+                               for k in extra]
     cp = any("vs_copy_paste" in e[prim] for row in report["rows"] for e in row["arms"].values())
     head = ["Real data", "Arm"] + [m["title"] for m in metrics] + [f"Δ {prim} vs {report['baseline']} (95 % CI)", "Verdict"]
     head += [f"Δ {prim} vs copy-paste (95 % CI)", "Verdict vs copy-paste"] if cp else []
@@ -857,6 +905,32 @@ def _plot(report: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_curves(report: Mapping[str, Any], path: Path, key: str = "froc@0.25") -> None:
+    """One panel per real-data size: each arm's FROC curve (test records of all its seeds pooled)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows), 4.0), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        for name, entry in row["arms"].items():
+            c = entry.get("curves", {}).get(key)
+            if c:
+                ax.plot(c["fps_per_slice"], c["sensitivity"], marker=".", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("false positives per slice")
+        ax.set_ylabel(f"sensitivity ({key.replace('froc@', 'IoU ')})")
+        ax.set_title(f"{100 * row['fraction']:g} % ({row['n_real']} real images)", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{report['title']}: FROC, seeds pooled", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _write(report: Mapping[str, Any], out: Path, task: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"benefit_{task}"
@@ -865,3 +939,5 @@ def _write(report: Mapping[str, Any], out: Path, task: str) -> None:
     tmp.replace(stem.with_suffix(".json"))
     stem.with_suffix(".md").write_text(benefit_markdown(report))
     _plot(report, stem.with_suffix(".png"))
+    if any("curves" in e for row in report["rows"] for e in row["arms"].values()):
+        _plot_curves(report, out / f"benefit_{task}_froc.png")

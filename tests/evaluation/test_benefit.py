@@ -211,7 +211,11 @@ def test_quick_detection_run(demo, tmp_path):
     report = B.run_benefit("pggan_bbox", "detection", demo, out, fractions=[1.0], seeds=[0, 1], quick=True,
                            n_boot=100, progress=False)
     entry = report["rows"][0]["arms"]["real+gan x1"]
-    assert {"sensitivity@0.25", "fp_per_slice@0.25", "sensitivity@0.5", "fp_per_slice@0.5", "cpm@0.25"} <= set(entry)
+    assert {"sensitivity@0.25", "fp_per_slice@0.25", "sensitivity@0.5", "fp_per_slice@0.5", "cpm@0.25", "map@0.5",
+            "map@0.25"} <= set(entry)
+    froc = entry["curves"]["froc@0.25"]
+    assert len(froc["fps_per_slice"]) == len(froc["sensitivity"]) and np.all(np.diff(froc["sensitivity"]) >= 0)
+    assert (out / "benefit_detection_froc.png").is_file() and "mAP@0.5" in (out / "benefit_detection.md").read_text()
     assert entry["sensitivity@0.25"]["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")
     assert report["config"]["task_settings"]["imgsz"] == 64
     cp = json.loads(next((out / "copy_paste").glob("*/datalist.json")).read_text())["training"]
@@ -265,3 +269,16 @@ def test_quick_classification_run(demo, tmp_path):
     entry = report["rows"][0]["arms"]["real+gan x1"]
     assert 0.0 <= entry["accuracy"]["mean"] <= 1.0 and "auc" in entry
     assert entry["accuracy"]["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")
+
+
+def test_detection_run_metrics_on_known_answers():
+    """mAP and the FROC curve from a run's per-image records: a ranked hit then a miss, two lesions."""
+    records = [{"n_gt": 1.0, "tp_scores@0.5": [0.9], "fp_scores@0.5": [0.8], "tp_scores@0.25": [0.9],
+                "fp_scores@0.25": [0.8]},
+               {"n_gt": 1.0, "tp_scores@0.5": [], "fp_scores@0.5": [], "tp_scores@0.25": [0.7], "fp_scores@0.25": [0.1]}]
+    # (MONAI's compute_froc_curve_data skips the lowest score as a threshold: the FP at 0.1 keeps 0.7 in the curve)
+    assert B.DetectionTask.ap(records, 0.5) == pytest.approx(0.5)  # one of two found, at precision 1
+    assert B.DetectionTask.ap(records, 0.25) == pytest.approx(1.0 * 0.5 + (2 / 3) * 0.5)  # second hit after the FP
+    curve = B.DetectionTask().curves(records)["froc@0.25"]
+    at = dict(zip(curve["fps_per_slice"], curve["sensitivity"]))
+    assert at[0.125] == pytest.approx(0.5) and at[1.0] == pytest.approx(1.0)  # 0.5 FPs/slice buys the second lesion
