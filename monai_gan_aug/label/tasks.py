@@ -351,6 +351,13 @@ class GenerationTask(BasicInferTask):
         return out.name, result
 
 
+    def _provenance(self, ckpt: Any, sha: Any, seed: int, boxes: Any, box_labels: Any) -> dict[str, Any]:
+        """The provenance every generated answer carries (its ``params``): task, bundle, weights, seed, boxes."""
+        return {"synthetic": True, "task": self.task_kind, "bundle": self.bundle_path.name, "checkpoint": ckpt,
+                "checkpoint_sha256": sha, "seed": seed, "boxes": np.asarray(boxes).tolist(),
+                "box_labels": [int(v) for v in box_labels]}
+
+
 class MaskToImageTask(GenerationTask):
     """Label map -> synthetic image with a pix2pix bundle (Isola et al., CVPR 2017; Sobolev's thesis 4.4: masks are
     translated into images so that every synthetic image comes with its label).
@@ -496,17 +503,7 @@ class BoxesToImageTask(GenerationTask):
         data[self.output_label_key] = image
         data["_label"] = label
         data["_reference"] = ref
-        data[self.output_json_key] = {
-            "synthetic": True,
-            "task": self.task_kind,
-            "bundle": self.bundle_path.name,
-            "checkpoint": ckpt,
-            "checkpoint_sha256": sha,
-            "seed": seed,
-            "boxes": boxes.tolist(),
-            "box_labels": [int(v) for v in labels],
-            "value_range": [-1.0, 1.0],
-        }
+        data[self.output_json_key] = {**self._provenance(ckpt, sha, seed, boxes, labels), "value_range": [-1.0, 1.0]}
         return data
 
 
@@ -596,14 +593,7 @@ class LesionInpaintTask(GenerationTask):
         data["_label"] = out["label"]
         data["_reference"] = ref
         data[self.output_json_key] = {
-            "synthetic": True,
-            "task": self.task_kind,
-            "bundle": self.bundle_path.name,
-            "checkpoint": ckpt,
-            "checkpoint_sha256": sha,
-            "seed": seed,
-            "boxes": out["boxes"].tolist(),
-            "box_labels": [int(v) for v in out["box_labels"]],
+            **self._provenance(ckpt, sha, seed, out["boxes"], out["box_labels"]),
             "existing_label": existing is not None,
             "resized": out["resized"],
             "changed_voxels": out["changed"],
