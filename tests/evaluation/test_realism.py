@@ -359,3 +359,27 @@ def test_command_end_to_end_with_a_tiny_yolo(demo, tmp_path):
     assert rep["recall"]["generated"]["n_lesions"] == 5 and rep["real"]["n_test_lesions"] == 3
     assert 0.0 <= rep["detector"]["threshold"] <= 1.0
     assert main(args + ["--detector", str(weights)]) == 0  # the same weights given explicitly
+
+
+def test_recall_by_size_separates_size_from_look():
+    """A detector that finds every lesion of side >= 5 px and none smaller: generated lesions skewed to small sizes
+    have a lower raw recall than real ones, but the same recall per size, so the size-matched ratio is 1."""
+    def one(side, at=20.0):
+        return np.asarray([[at, at, at + side, at + side]], float)
+
+    def detect(boxes):
+        return [{"boxes": b[(b[:, 2] - b[:, 0]) >= 5], "scores": np.full(int(((b[:, 2] - b[:, 0]) >= 5).sum()), 0.9)}
+                for b in boxes]
+
+    real = [one(2), one(6), one(10)]
+    gen = [one(2), one(2), one(6), one(10)]
+    out = R.recall_by_size((detect(gen), gen, [None] * 4), (detect(real), real, [None] * 3), threshold=0.5)
+    assert [b["real_test"]["recall"] for b in out["bins"]] == [0.0, 1.0, 1.0]
+    assert [b["generated"]["n"] for b in out["bins"]] == [2, 1, 1]
+    assert out["size_matched_ratio"] == pytest.approx(1.0)
+    raw = R.lesion_recall(detect(gen), gen)["recall@0.25"] / R.lesion_recall(detect(real), real)["recall@0.25"]
+    assert raw == pytest.approx(0.75)
+    # a generator that never makes a large lesion has no size-matched figure
+    small = [one(2), one(6)]
+    assert np.isnan(R.recall_by_size((detect(small), small, [None] * 2), (detect(real), real, [None] * 3), 0.5)
+                    ["size_matched_ratio"])
