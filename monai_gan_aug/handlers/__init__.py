@@ -1,10 +1,15 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Ignite handlers: checkpoint/resume, sample grids, synthetic-set writer, progress."""
+"""Ignite handlers: checkpoint/resume, sample grids, synthetic-set writer, progress, and the evaluation handlers
+(GAN metrics, box fidelity, downstream detection / segmentation / classification, the benefit protocol)."""
 
 from __future__ import annotations
 
 from .benefit import BenefitHandler
 from .checkpoint import GanCheckpointHandler
+from .detection import DetectionEvaluationHandler
+from .downstream import ClassificationEvaluationHandler, SegmentationEvaluationHandler
+from .fidelity import BoxFidelityHandler
+from .metrics import GanMetricHandler
 from .progress import GanProgressBar, TrainingSummary
 from .sample_grid import SampleGridSaver
 from .settings import TrainingSettingsSaver
@@ -13,6 +18,11 @@ from .writer import DiskSpaceError, SyntheticWriter, config_hash, file_sha256, r
 __all__ = [
     "BenefitHandler",
     "GanCheckpointHandler",
+    "DetectionEvaluationHandler",
+    "ClassificationEvaluationHandler",
+    "SegmentationEvaluationHandler",
+    "BoxFidelityHandler",
+    "GanMetricHandler",
     "GanProgressBar",
     "TrainingSummary",
     "SampleGridSaver",
