@@ -12,14 +12,14 @@ Protocol (:func:`run_benefit`):
   masks / boxes. Nothing it produces has seen an image outside the subset.
 * **Arms** of each size: real only; real + classic augmentation (MONAI random flips, small affine, intensity,
   elastic); real + copy-paste of the subset's real lesions into its other slices (the non-GAN synthetic baseline,
-  :class:`~monai_gan_aug.transforms.copy_paste.RandLesionCopyPasted`); real + GAN at each ratio, with and without
-  classic augmentation. Added sets hold ``round(ratio * n_real_images)`` images.
+  :class:`~monai_gan_aug.transforms.copy_paste.RandLesionCopyPasted`) and real + GAN, each at every ratio, with and
+  without classic augmentation. Added sets hold ``round(ratio * n_real_images)`` images.
 * **Paired design**: every arm of a size uses the same seeds; with a seed the network initialisation is the same and
   the real images come in the same order (:class:`~monai_gan_aug.data.samplers.PairedOrderSampler`).
 * **Report**: per arm mean ± sd over seeds and a 95 % bootstrap band; against real + classic augmentation, the
   paired difference with a 95 % bootstrap interval resampling seeds and test patients
   (:func:`~monai_gan_aug.metrics.paired.paired_bootstrap`) and a verdict: helps / hurts / cannot tell; each GAN arm
-  also against the copy-paste arm with the same classic setting (does the GAN beat the cheap alternative?). Markdown,
+  also against the copy-paste arm with the same ratio and classic setting (does the GAN beat the cheap alternative?). Markdown,
   JSON and a PNG per task (metric vs real-data size, one line per arm, bands).
 * **Resume**: every generator is keyed by a hash of its settings and of its bundle's config files, every downstream
   run by a hash of its settings and of the *bytes* of the real, added and test files it saw (not their paths: a
@@ -99,22 +99,23 @@ class Metric:
 
 
 def make_arms(ratios: Sequence[float], copy_paste: bool = True) -> list[Arm]:
-    """The arms of every row: real, real + classic, (real + copy-paste), real + GAN x r, the last two with and
-    without classic augmentation."""
+    """The arms of every row: real, real + classic, then at each ratio r (real + copy-paste x r) and real + GAN x r,
+    each with and without classic augmentation. Copy-paste adds as many images as the GAN arm it is compared with:
+    a GAN arm never wins by quantity alone."""
     arms = [Arm("real"), Arm(BASELINE, classic=True)]
-    if copy_paste:  # with and without classic augmentation, like the GAN arms: the fair comparison for each
-        arms += [Arm("real+copy_paste", "copy_paste", 1.0), Arm("real+copy_paste+classic", "copy_paste", 1.0, True)]
-    for r in ratios:
-        tag = f"{float(r):g}"
-        arms += [Arm(f"real+gan x{tag}", "gan", float(r)), Arm(f"real+gan x{tag}+classic", "gan", float(r), True)]
+    for added in ("copy_paste", "gan") if copy_paste else ("gan",):
+        for r in ratios:
+            tag = f"{float(r):g}"
+            arms += [Arm(f"real+{added} x{tag}", added, float(r)), Arm(f"real+{added} x{tag}+classic", added, float(r), True)]
     return arms
 
 
 def copy_paste_twin(arm: Arm, arms: Sequence[Arm]) -> Arm | None:
-    """The copy-paste arm a GAN arm is compared with (same classic augmentation), or None."""
+    """The copy-paste arm a GAN arm is compared with (same ratio, same classic augmentation), or None."""
     if arm.added != "gan":
         return None
-    return next((a for a in arms if a.added == "copy_paste" and a.classic == arm.classic), None)
+    return next((a for a in arms if a.added == "copy_paste" and a.classic == arm.classic and a.ratio == arm.ratio),
+                None)
 
 
 # ---------------------------------------------------------------------------------------------- tasks

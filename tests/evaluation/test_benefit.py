@@ -153,7 +153,7 @@ def test_quick_run_end_to_end(demo, tmp_path, monkeypatch):
         by_key.setdefault((seed, n_real), set()).add((init, tuple(first_real)))
     assert len(seen) == 2 * 6 * 2 and all(len(v) == 1 for v in by_key.values())
     arms = [a["name"] for a in report["arms"]]
-    assert arms == ["real", "real+classic", "real+copy_paste", "real+copy_paste+classic", "real+gan x1",
+    assert arms == ["real", "real+classic", "real+copy_paste x1", "real+copy_paste x1+classic", "real+gan x1",
                     "real+gan x1+classic"]
     for row in report["rows"]:
         for name, entry in row["arms"].items():
@@ -161,7 +161,7 @@ def test_quick_run_end_to_end(demo, tmp_path, monkeypatch):
             if name != "real+classic":
                 assert entry["dice"]["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")
             if name.startswith("real+gan"):  # each GAN arm against copy-paste with the same classic setting
-                twin = "real+copy_paste+classic" if name.endswith("+classic") else "real+copy_paste"
+                twin = "real+copy_paste x1+classic" if name.endswith("+classic") else "real+copy_paste x1"
                 assert entry["dice"]["vs_copy_paste"]["arm"] == twin
                 assert entry["dice"]["vs_copy_paste"]["verdict"] in ("helps", "hurts", "cannot tell")
             else:
@@ -282,3 +282,19 @@ def test_detection_run_metrics_on_known_answers():
     curve = B.DetectionTask().curves(records)["froc@0.25"]
     at = dict(zip(curve["fps_per_slice"], curve["sensitivity"]))
     assert at[0.125] == pytest.approx(0.5) and at[1.0] == pytest.approx(1.0)  # 0.5 FPs/slice buys the second lesion
+
+
+def test_copy_paste_arms_match_every_gan_ratio():
+    arms = B.make_arms([1.0, 2.0])
+    names = [a.name for a in arms]
+    assert names == ["real", "real+classic", "real+copy_paste x1", "real+copy_paste x1+classic", "real+copy_paste x2",
+                     "real+copy_paste x2+classic", "real+gan x1", "real+gan x1+classic", "real+gan x2",
+                     "real+gan x2+classic"]
+    for a in arms:
+        twin = B.copy_paste_twin(a, arms)
+        if a.added != "gan":
+            assert twin is None
+        else:  # the same quantity of added images and the same classic setting
+            assert (twin.added, twin.ratio, twin.classic) == ("copy_paste", a.ratio, a.classic)
+    assert [a.name for a in B.make_arms([2.0], copy_paste=False)] == ["real", "real+classic", "real+gan x2",
+                                                                       "real+gan x2+classic"]
