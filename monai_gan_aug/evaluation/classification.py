@@ -54,7 +54,9 @@ from monai_gan_aug.evaluation.protocols import (
     fit_supervised,
     load_splits,
     load_synthetic_sets,
+    network_from_factory,
     network_name,
+    predict_batches,
     preload_items,
     run_file,
     seeded,
@@ -114,10 +116,7 @@ def build_classification_network(
     from monai.networks.nets import DenseNet121, DenseNet169, resnet18, resnet50
 
     if callable(name) and not isinstance(name, str):
-        net = name()
-        if not isinstance(net, nn.Module):
-            raise TypeError(f"the network factory returned {type(net).__name__}, not an nn.Module.")
-        return net
+        return network_from_factory(name)
     key = str(name).lower().replace("-", "")
     if key in ("resnet18", "resnet50"):
         fn = resnet18 if key == "resnet18" else resnet50
@@ -209,18 +208,15 @@ def predict_probabilities(
         raise ValueError(f"images must be a (N, C, H, W) batch, got shape {tuple(x.shape)}.")
     if isinstance(classifier, SVMClassifier):
         return classifier.predict_proba(x, num_classes)
-    dev = default_device(device)
-    if isinstance(classifier, nn.Module):
-        classifier = classifier.to(dev).eval()
-    outs = []
-    with torch.no_grad():
-        for s in range(0, len(x), max(1, int(batch_size))):
-            y = torch.as_tensor(classifier(x[s : s + batch_size].float().to(dev))).float().cpu()
-            if y.ndim != 2 or y.shape[0] != len(x[s : s + batch_size]):
-                raise ValueError(f"the classifier returned shape {tuple(y.shape)}; expected (N, K) class scores.")
-            is_prob = bool((y >= 0).all() and torch.allclose(y.sum(1), torch.ones(len(y)), atol=1e-4))
-            outs.append(y if is_prob else torch.softmax(y, dim=1))
-    return torch.cat(outs).numpy().astype(np.float64)
+
+    def _probabilities(batch: torch.Tensor, out: Any) -> torch.Tensor:
+        y = torch.as_tensor(out).float().cpu()
+        if y.ndim != 2 or y.shape[0] != len(batch):
+            raise ValueError(f"the classifier returned shape {tuple(y.shape)}; expected (N, K) class scores.")
+        is_prob = bool((y >= 0).all() and torch.allclose(y.sum(1), torch.ones(len(y)), atol=1e-4))
+        return y if is_prob else torch.softmax(y, dim=1)
+
+    return predict_batches(classifier, x.float(), batch_size, device, _probabilities).numpy().astype(np.float64)
 
 
 def classification_metrics(labels: Any, probabilities: Any) -> dict[str, Any]:

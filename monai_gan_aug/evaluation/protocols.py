@@ -58,7 +58,9 @@ __all__ = [
     "fit_supervised",
     "load_splits",
     "load_synthetic_sets",
+    "network_from_factory",
     "network_name",
+    "predict_batches",
     "preload_items",
     "run_file",
     "seeded",
@@ -700,6 +702,38 @@ def source_name(real: Any) -> str:
 def network_name(network: Any) -> str:
     """A network's name in tables and run records: the name given, or the factory's ``__name__``."""
     return network if isinstance(network, str) else getattr(network, "__name__", type(network).__name__)
+
+
+def network_from_factory(factory: Callable[[], nn.Module]) -> nn.Module:
+    """The module ``factory()`` returns (a network given as a callable instead of a name).
+
+    Raises:
+        TypeError: the factory returned something other than an ``nn.Module``.
+    """
+    net = factory()
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"the network factory returned {type(net).__name__}, not an nn.Module.")
+    return net
+
+
+def predict_batches(
+    model: Callable[[torch.Tensor], Any],
+    x: torch.Tensor,
+    batch_size: int,
+    device: str | torch.device | None,
+    finish: Callable[[torch.Tensor, Any], torch.Tensor],
+) -> torch.Tensor:
+    """``model`` (a module is moved to ``device`` and set to eval mode; or any callable) on ``x`` in batches of
+    ``batch_size`` without gradients: ``finish(batch, output)`` of every batch, concatenated along the first axis."""
+    dev = default_device(device)
+    if isinstance(model, nn.Module):
+        model = model.to(dev).eval()
+    outs = []
+    with torch.no_grad():
+        for s in range(0, len(x), max(1, int(batch_size))):
+            batch = x[s : s + batch_size]
+            outs.append(finish(batch, model(batch.to(dev))))
+    return torch.cat(outs)
 
 
 def slug(text: str) -> str:

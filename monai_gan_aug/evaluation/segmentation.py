@@ -58,7 +58,9 @@ from monai_gan_aug.evaluation.protocols import (
     fit_supervised,
     load_splits,
     load_synthetic_sets,
+    network_from_factory,
     network_name,
+    predict_batches,
     preload_items,
     run_file,
     seeded,
@@ -130,10 +132,7 @@ def build_segmentation_network(
     from monai.networks.nets import BasicUNet, BasicUNetPlusPlus, UNet
 
     if callable(name) and not isinstance(name, str):
-        net = name()
-        if not isinstance(net, nn.Module):
-            raise TypeError(f"the network factory returned {type(net).__name__}, not an nn.Module.")
-        return net
+        return network_from_factory(name)
     key = str(name).lower().replace("+", "p").replace("-", "")
     if key == "unet":
         args = {"channels": (16, 32, 64, 128, 256), "strides": (2, 2, 2, 2), "num_res_units": 2}
@@ -308,22 +307,18 @@ def predict_masks(
     ``threshold`` (probabilities or a binary mask; pass ``0.0`` for logits).
     """
     x = _images_tensor(images, "images")
-    dev = default_device(device)
-    if isinstance(segmenter, nn.Module):
-        segmenter = segmenter.to(dev).eval()
-    outs = []
-    with torch.no_grad():
-        for s in range(0, len(x), max(1, int(batch_size))):
-            y = segmenter(x[s : s + batch_size].to(dev))
-            y = torch.as_tensor(y[0] if isinstance(y, (list, tuple)) else y)
-            if y.ndim != 4 or y.shape[0] != min(batch_size, len(x) - s) or y.shape[2:] != x.shape[2:]:
-                raise ValueError(
-                    f"the segmenter returned shape {tuple(y.shape)} for input {tuple(x[s:s + batch_size].shape)}; "
-                    "expected (N, C, H, W) with the input's N, H, W."
-                )
-            pred = y.argmax(1, keepdim=True) if y.shape[1] > 1 else (y > threshold).long()
-            outs.append(pred.long().cpu())
-    return torch.cat(outs)
+
+    def _labels(batch: torch.Tensor, out: Any) -> torch.Tensor:
+        y = torch.as_tensor(out[0] if isinstance(out, (list, tuple)) else out)
+        if y.ndim != 4 or y.shape[0] != len(batch) or y.shape[2:] != x.shape[2:]:
+            raise ValueError(
+                f"the segmenter returned shape {tuple(y.shape)} for input {tuple(batch.shape)}; "
+                "expected (N, C, H, W) with the input's N, H, W."
+            )
+        pred = y.argmax(1, keepdim=True) if y.shape[1] > 1 else (y > threshold).long()
+        return pred.long().cpu()
+
+    return predict_batches(segmenter, x, batch_size, device, _labels)
 
 
 def _dice_per_image(pred: torch.Tensor, mask: torch.Tensor, num_classes: int) -> np.ndarray:
