@@ -324,8 +324,16 @@ class KIDMetric(_TwoSetFeatureMetric):
 class _SubsetProtocolMetric(_TwoSetFeatureMetric):
     """The thyroid paper's protocol: average of ``n_tests`` tests on ``subset_size`` random samples of each set."""
 
-    def __init__(self, n_tests: int = 10, subset_size: int | None = 100, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        n_tests: int = 10,
+        subset_size: int | None = 100,
+        n_bootstrap: int = 100,
+        confidence: float = 0.95,
+        seed: int = 0,
+        max_samples: int | None = 2000,
+    ) -> None:
+        super().__init__(max_samples=max_samples, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
         if n_tests < 1 or (subset_size is not None and subset_size < 2):
             raise ValueError(f"`n_tests` must be >= 1 and `subset_size` >= 2 or None, got {n_tests}, {subset_size}.")
         self.n_tests = int(n_tests)
@@ -360,6 +368,15 @@ class _SubsetProtocolMetric(_TwoSetFeatureMetric):
             reps.append(self._protocol(x, y, d, self._resample(brng, nx), self._resample(brng, ny), brng))
         m = min(nx, ny) if self.subset_size is None else min(self.subset_size, nx, ny)
         return value, reps, m
+
+    def _protocol_result(
+        self, value: np.ndarray, reps: list[np.ndarray], m: int, bounds: tuple[float | None, float | None], **extra: Any
+    ) -> dict:
+        """:meth:`_result` of :meth:`_run`'s first output, with the subset size and the number of tests."""
+        return self._result(
+            float(value[0]), [float(r[0]) for r in reps] if reps else None, self._real.seen, self._fake.seen, bounds,
+            **extra, subset_size=m, n_tests=self.n_tests if self.subset_size is not None else 1,
+        )
 
 
 class MMDMetric(_SubsetProtocolMetric):
@@ -409,12 +426,8 @@ class MMDMetric(_SubsetProtocolMetric):
 
     def aggregate(self) -> dict[str, dict[str, Any]]:
         value, reps, m = self._run()
-        return {
-            "mmd": self._result(
-                float(value[0]), [float(r[0]) for r in reps] if reps else None, self._real.seen, self._fake.seen,
-                (0.0, None) if self.kernel == "gaussian" else (None, None), kernel=self.kernel, subset_size=m, n_tests=self.n_tests if self.subset_size is not None else 1,
-            )
-        }
+        bounds = (0.0, None) if self.kernel == "gaussian" else (None, None)
+        return {"mmd": self._protocol_result(value, reps, m, bounds, kernel=self.kernel)}
 
 
 class OneNNMetric(_SubsetProtocolMetric):
@@ -429,20 +442,6 @@ class OneNNMetric(_SubsetProtocolMetric):
     output_names = ("1nn",)
     higher_is_better: ClassVar[dict[str, bool]] = {"1nn": False}  # closer to 0.5 is better; values below 0.5 mean memorization
 
-    def __init__(
-        self,
-        n_tests: int = 10,
-        subset_size: int | None = 100,
-        n_bootstrap: int = 100,
-        confidence: float = 0.95,
-        seed: int = 0,
-        max_samples: int | None = 2000,
-    ) -> None:
-        super().__init__(
-            n_tests=n_tests, subset_size=subset_size, max_samples=max_samples, n_bootstrap=n_bootstrap,
-            confidence=confidence, seed=seed,
-        )
-
     def _test(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor | None, ir: np.ndarray, jf: np.ndarray) -> np.ndarray:
         nx = x.shape[0]
         u = torch.from_numpy(np.concatenate([ir, jf + nx]))
@@ -451,13 +450,7 @@ class OneNNMetric(_SubsetProtocolMetric):
 
     def aggregate(self) -> dict[str, dict[str, Any]]:
         value, reps, m = self._run()
-        return {
-            "1nn": self._result(
-                float(value[0]), [float(r[0]) for r in reps] if reps else None, self._real.seen, self._fake.seen,
-                (0.0, 1.0), acc_real=float(value[1]), acc_fake=float(value[2]), subset_size=m,
-                n_tests=self.n_tests if self.subset_size is not None else 1,
-            )
-        }
+        return {"1nn": self._protocol_result(value, reps, m, (0.0, 1.0), acc_real=float(value[1]), acc_fake=float(value[2]))}
 
 
 class PrecisionRecallMetric(_TwoSetFeatureMetric):
