@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from monai_gan_aug.evaluation.benefit import BUNDLE_TASKS, TASKS, BenefitError, benefit_markdown, run_benefit
+from monai_gan_aug.evaluation.benefit import TASKS, BenefitError, benefit_markdown, bundle_tasks, run_benefit
 from monai_gan_aug.evaluation.cli import json_dict
 
 __all__ = ["main", "run_benefit"]
@@ -24,7 +24,7 @@ __all__ = ["main", "run_benefit"]
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m monai_gan_aug.benefit", description=__doc__.split("\n\n")[0])
-    p.add_argument("--bundle", required=True, choices=sorted(BUNDLE_TASKS), help="the generator's bundle")
+    p.add_argument("--bundle", required=True, choices=sorted(bundle_tasks()), help="the generator's bundle")
     p.add_argument("--task", required=True, choices=sorted(TASKS), help="the downstream task")
     p.add_argument("--dataset_dir", default=None, help="real datalist JSON / folder / CSV (default: the demo dataset)")
     p.add_argument("--out", default="runs/benefit", help="output folder (runs resume from it)")

@@ -158,6 +158,36 @@ def test_registry_reads_a_new_bundle(tmp_path):
         families(tmp_path)
 
 
+def test_bundles_declare_what_they_serve(tmp_path):
+    """The benefit runner's bundles and the MONAI Label app's default bundles come from the bundles' metadata, not
+    from lists in the package; a malformed declaration is refused naming the file."""
+    import shutil
+
+    from monai_gan_aug.engines.families import FamilyRegistryError, bundle_services, label_bundles
+    from monai_gan_aug.evaluation.benefit import bundle_tasks
+
+    served = bundle_tasks()
+    assert served["lesion_inpaint"] == ("detection",) and served["pix2pix"] == ("segmentation",)
+    assert set(served["pggan_bbox"]) == {"detection", "classification"} and "dcgan" not in served
+    assert bundle_services(REPO / "bundles" / "lesion_inpaint")["label_task"] == "boxes_to_lesions"
+    assert bundle_services(REPO / "bundles" / "pix2pix")["quick"]["max_iterations"] == 2
+    assert bundle_services(tmp_path) == {"downstream_tasks": (), "label_task": None, "quick": {}}  # no metadata
+    assert label_bundles() == ("lesion_inpaint", "pggan_bbox", "pix2pix", "seg_unet_mix")  # the label app's defaults
+    # a new bundle that declares a task is offered by the benefit runner's registry without any code change
+    shutil.copytree(REPO / "bundles" / "dcgan" / "configs", tmp_path / "mine" / "configs")
+    meta = tmp_path / "mine" / "configs" / "metadata.json"
+    m = json.loads(meta.read_text())
+    m["monai_gan_aug"] = {"downstream_tasks": ["classification"], "label_task": "boxes_to_image"}
+    meta.write_text(json.dumps(m))
+    info = bundle_infos(tmp_path)["mine"]
+    assert info.downstream_tasks == ("classification",) and info.label_task == "boxes_to_image"
+    assert label_bundles(tmp_path) == ("mine",)
+    for bad in ({"downstream_tasks": "detection"}, {"label_task": 3}, {"quick": [1]}, ["detection"]):
+        meta.write_text(json.dumps({**m, "monai_gan_aug": bad}))
+        with pytest.raises(FamilyRegistryError, match=r"mine/configs/metadata.json.*'monai_gan_aug' must be"):
+            bundle_services(tmp_path / "mine")
+
+
 def test_docs_list_every_registered_bundle():
     """README.md's bundle table lists every bundle the registry knows (families and other bundles), and nothing
     else; the family guide and the engine doc point at the registry."""

@@ -13,6 +13,15 @@ whose ``configs/train.json`` trains it. Everything is read from ``bundles/*/conf
   networks module (under ``monai_gan_aug.networks.nets``) when no other family uses that module and no family has
   that name, e.g. ``pggan`` for ``pggan_bbox`` and ``alpha_wgan`` for ``alpha_wgan_gp`` (the names the benchmarks use).
 
+What a bundle *serves* is declared in its ``configs/metadata.json``, under the key ``"monai_gan_aug"`` (read by
+:func:`bundle_services`; every entry optional):
+
+* ``downstream_tasks``: the tasks of the "does it help?" protocol its synthetic sets serve (``detection``,
+  ``segmentation``, ``classification``; ``python -m monai_gan_aug.benefit`` offers the bundle for these);
+* ``label_task``: the MONAI Label task kind that serves it (``mask_to_image``, ``boxes_to_image``,
+  ``boxes_to_lesions``, ``segmentation``; the label app serves such bundles by default);
+* ``quick``: ``train.json`` overrides of a smoke run (tiny networks, a few iterations: ``benefit --quick``).
+
 Bundles whose ``train.json`` has no ``objective`` (``seg_unet_mix``: a segmentation network trained on a synthetic
 mix) are not families; :func:`other_bundles` lists them.
 
@@ -31,17 +40,19 @@ import importlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from monai_gan_aug.engines.bundles import _REPO_BUNDLES
 
-__all__ = ["Family", "BundleInfo", "FamilyRegistryError", "bundle_infos", "families", "family", "other_bundles",
-           "locate"]
+__all__ = ["Family", "BundleInfo", "FamilyRegistryError", "SERVICES_KEY", "bundle_infos", "bundle_services", "families",
+           "family", "label_bundles", "other_bundles", "locate"]
 
 OBJECTIVES_PACKAGE = "monai_gan_aug.losses.objectives"
 NETS_PACKAGE = "monai_gan_aug.networks.nets"
+#: The key of a bundle's ``configs/metadata.json`` that says what the bundle serves (module docstring).
+SERVICES_KEY = "monai_gan_aug"
 
 
 class FamilyRegistryError(ValueError):
@@ -80,6 +91,9 @@ class BundleInfo:
         objective: the objective class where it is defined (``module.Class``), ``None`` for a bundle without one.
         network_def: the ``network_def`` class where it is defined (the generator of a GAN bundle).
         networks: network role (key of ``networks``) -> class where it is defined; ``{}`` without a ``networks`` id.
+        downstream_tasks: the benefit-protocol tasks its synthetic sets serve (metadata, :func:`bundle_services`).
+        label_task: the MONAI Label task kind serving it, or ``None`` (metadata).
+        quick: ``train.json`` overrides of a smoke run (metadata).
     """
 
     name: str
@@ -87,6 +101,9 @@ class BundleInfo:
     objective: str | None
     network_def: str | None
     networks: Mapping[str, str]
+    downstream_tasks: tuple[str, ...] = ()
+    label_task: str | None = None
+    quick: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,42 @@ def _target(config: Mapping[str, Any], value: Any, bundle: str, what: str) -> st
     )
 
 
+def bundle_services(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``"monai_gan_aug"`` section of ``<path>/configs/metadata.json`` (module docstring), checked:
+    ``{"downstream_tasks": tuple, "label_task": str | None, "quick": dict}``; empty values without a metadata file
+    or section.
+
+    Raises:
+        FamilyRegistryError: an unreadable metadata file or a section of the wrong shape, naming the file.
+    """
+    meta = Path(path) / "configs" / "metadata.json"
+    out: dict[str, Any] = {"downstream_tasks": (), "label_task": None, "quick": {}}
+    if not meta.is_file():
+        return out
+    try:
+        section = json.loads(meta.read_text()).get(SERVICES_KEY, {})
+    except (OSError, ValueError, AttributeError) as e:
+        raise FamilyRegistryError(f"{meta}: cannot read the bundle's metadata ({e}).") from e
+    get = section.get if isinstance(section, Mapping) else {}.get
+    tasks, label, quick = get("downstream_tasks", []), get("label_task"), get("quick", {})
+    if not isinstance(section, Mapping) or not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks) \
+            or not isinstance(label, (str, type(None))) or not isinstance(quick, Mapping):
+        raise FamilyRegistryError(
+            f"{meta}: {SERVICES_KEY!r} must be {{'downstream_tasks': [str, ...], 'label_task': str, 'quick': {{...}}}} "
+            f"(each optional), got {section!r}."
+        )
+    return {"downstream_tasks": tuple(tasks), "label_task": label, "quick": dict(quick)}
+
+
+def label_bundles(root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The bundle folders of ``root`` (default: the repository's ``bundles/``) whose metadata names a ``label_task``:
+    the ones the MONAI Label app serves by default, in name order."""
+    base = Path(root) if root is not None else _REPO_BUNDLES
+    if not base.is_dir():
+        return ()
+    return tuple(p.name for p in sorted(base.iterdir()) if (p / "configs").is_dir() and bundle_services(p)["label_task"])
+
+
 def _read_bundle(path: Path) -> BundleInfo:
     train = path / "configs" / "train.json"
     try:
@@ -164,6 +217,7 @@ def _read_bundle(path: Path) -> BundleInfo:
         objective=_qualified(locate(objective)) if objective else None,
         network_def=_qualified(locate(network_def)) if network_def else None,
         networks=networks,
+        **bundle_services(path),
     )
 
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_gan_aug.engines.families import bundle_infos
 from monai_gan_aug.evaluation.protocols import load_splits, load_synthetic_sets
 from monai_gan_aug.evaluation.tables import json_safe, load_run_record, save_run_record
 from monai_gan_aug.metrics.paired import PatientScores, arm_metric, bootstrap_interval, paired_bootstrap, verdict
@@ -57,7 +58,7 @@ __all__ = [
     "DetectionTask",
     "ClassificationTask",
     "TASKS",
-    "BUNDLE_TASKS",
+    "bundle_tasks",
     "patient_of",
     "nested_patient_subsets",
     "check_generator_data",
@@ -458,23 +459,12 @@ def operating_threshold(predictions: Sequence[Mapping[str, Any]], items: Sequenc
 TASKS: dict[str, type[BenefitTask]] = {"segmentation": SegmentationTask, "detection": DetectionTask,
                                        "classification": ClassificationTask}
 
-#: Which downstream tasks each bundle's synthetic sets can serve, and the item key its synthetic items carry.
-BUNDLE_TASKS: dict[str, tuple[str, ...]] = {"pix2pix": ("segmentation",), "dfgan": ("segmentation",),
-                                            "pggan_bbox": ("detection", "classification"),
-                                            "lesion_inpaint": ("detection",)}
+def bundle_tasks() -> dict[str, tuple[str, ...]]:
+    """Which downstream tasks each bundle's synthetic sets can serve: the ``downstream_tasks`` its
+    ``configs/metadata.json`` declares (:func:`~monai_gan_aug.engines.families.bundle_services`)."""
+    return {name: info.downstream_tasks for name, info in bundle_infos().items() if info.downstream_tasks}
 
-#: Generator settings of ``quick`` mode (tests): a few iterations of a tiny network.
-_QUICK_PIX2PIX = {"image_size": 16, "base_channels": 4, "max_channels": 16, "d_base_channels": 4, "receptive_field": 22,
-                  "batch_size": 2, "max_iterations": 2, "save_interval": 2, "sample_interval": 100}
-QUICK_GENERATOR: dict[str, dict[str, Any]] = {
-    "pix2pix": _QUICK_PIX2PIX,
-    "dfgan": _QUICK_PIX2PIX,
-    "pggan_bbox": {"image_size": 16, "fmap_base": 32, "fmap_max": 8, "latent_size": 8, "batch_size": 2,
-                   "images_per_phase": 4, "save_interval": 1000, "sample_interval": 1000},
-    "lesion_inpaint": {"image_size": 32, "patch_size": 16, "box_crop_size": 8, "channels": [4, 8, 8],
-                       "critic_channels": [4, 8], "batch_size": 1, "max_iterations": 2, "save_interval": 2,
-                       "sample_interval": 100},
-}
+
 #: Downstream settings of ``quick`` mode.
 QUICK_TASK: dict[str, dict[str, Any]] = {"segmentation": {"image_size": 32, "epochs": 1, "batch_size": 4},
                                          "classification": {"image_size": 32, "epochs": 1, "batch_size": 4},
@@ -709,9 +699,10 @@ def run_benefit(
     ``out_dir``. Returns the report dict. Bad settings raise :class:`BenefitError` before any training."""
     if task not in TASKS:
         raise BenefitError(f"unknown task {task!r}; available: {sorted(TASKS)}.")
-    served = BUNDLE_TASKS.get(bundle)
+    served = bundle_tasks().get(bundle)
     if served is None:
-        raise BenefitError(f"bundle {bundle!r} has no benefit protocol; available: {sorted(BUNDLE_TASKS)}.")
+        raise BenefitError(f"bundle {bundle!r} has no benefit protocol (no 'downstream_tasks' in its metadata.json); "
+                           f"available: {sorted(bundle_tasks())}.")
     if task not in served:
         raise BenefitError(f"bundle {bundle!r} cannot serve the {task} task (it serves {list(served)}).")
     seeds = [int(s) for s in seeds]
@@ -720,7 +711,7 @@ def run_benefit(
     ratios = [float(r) for r in ratios]
     if not ratios or any(not math.isfinite(r) or r <= 0 for r in ratios):
         raise BenefitError(f"ratios must be positive numbers, got {ratios}.")
-    gen_over = {**(QUICK_GENERATOR.get(bundle, {}) if quick else {}), **dict(generator_overrides or {})}
+    gen_over = {**(bundle_infos()[bundle].quick if quick else {}), **dict(generator_overrides or {})}
     task_over = {**(QUICK_TASK.get(task, {}) if quick else {}), **dict(task_settings or {})}
     if task == "detection" and "imgsz" not in task_over:  # the generator's resolution: no synthetic image upscaled
         task_over["imgsz"] = int(gen_over.get("image_size") or _bundle_default(bundle, "image_size"))

@@ -39,6 +39,7 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 import monai_gan_aug
+from monai_gan_aug.engines.families import bundle_services, label_bundles
 from monai_gan_aug.label.tasks import (
     BoxesToImageTask,
     GenerationTask,
@@ -50,11 +51,10 @@ from monai_gan_aug.label.tasks import (
 )
 from monai_gan_aug.utils.misc import as_bool
 
-__all__ = ["DEFAULT_BUNDLES", "TASK_KINDS", "GanAugApp", "default_bundles_dir", "detect_task_kind"]
+__all__ = ["DEFAULT_BUNDLES", "TASK_KINDS", "GanAugApp", "default_bundles", "default_bundles_dir", "detect_task_kind"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BUNDLES = ("pix2pix", "pggan_bbox", "lesion_inpaint", "seg_unet_mix")
 TASK_KINDS = ("mask_to_image", "boxes_to_image", "boxes_to_lesions", "segmentation")
 
 
@@ -63,10 +63,24 @@ def default_bundles_dir() -> Path:
     return Path(monai_gan_aug.__file__).resolve().parents[1] / "bundles"
 
 
+def default_bundles(root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The bundles of ``root`` (default: the repository's ``bundles/``) the app serves without ``--conf bundles``:
+    those whose ``configs/metadata.json`` names a ``label_task`` (:func:`~monai_gan_aug.engines.families.label_bundles`)."""
+    return label_bundles(root if root is not None else default_bundles_dir())
+
+
+#: The bundles the app serves by default, as found in the repository (see :func:`default_bundles`).
+DEFAULT_BUNDLES = default_bundles()
+
+
 def detect_task_kind(bundle: str | os.PathLike) -> str | None:
-    """Which task serves a bundle, from its ``configs/inference.json``: a lesion-inpainting objective ->
-    ``boxes_to_lesions``; a box-conditioned one -> ``boxes_to_image``; a mask-conditioned one (``cond_key``) ->
-    ``mask_to_image``; no GAN objective but a ``network_def`` -> ``segmentation``; None otherwise."""
+    """Which task serves a bundle: the ``label_task`` of its ``configs/metadata.json`` if it names one, else guessed
+    from its ``configs/inference.json``: a lesion-inpainting objective -> ``boxes_to_lesions``; a box-conditioned one
+    -> ``boxes_to_image``; a mask-conditioned one (``cond_key``) -> ``mask_to_image``; no GAN objective but a
+    ``network_def`` -> ``segmentation``; None otherwise."""
+    declared = bundle_services(bundle)["label_task"]
+    if declared is not None:
+        return declared
     config = Path(bundle) / "configs" / "inference.json"
     if not config.is_file():
         return None
@@ -103,7 +117,7 @@ class GanAugApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: Mapping[str, str]) -> None:
         conf = dict(conf or {})
         root = Path(conf.get("bundles_dir") or default_bundles_dir()).expanduser().resolve()
-        names = [n.strip() for n in str(conf.get("bundles", ",".join(DEFAULT_BUNDLES))).split(",") if n.strip()]
+        names = [n.strip() for n in str(conf.get("bundles", ",".join(default_bundles(root)))).split(",") if n.strip()]
         self.bundle_paths: dict[str, Path] = {}
         for name in names:
             path = root / name
