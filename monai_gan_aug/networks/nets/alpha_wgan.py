@@ -44,15 +44,13 @@ __all__ = [
 ALPHA_WGAN_VARIANTS = ("improved", "original", "wgan_gp")
 
 
-def _n_layers(image_size: int, owner: str) -> int:
+def _n_layers(spatial_dims: int, image_size: int, owner: str) -> int:
+    """``log2(image_size) - 1``: the layers of a 2D or 3D network of side ``image_size`` (a power of two >= 8)."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"{owner}: spatial_dims must be 2 or 3, got {spatial_dims!r}.")
     if not isinstance(image_size, int) or image_size < 8 or image_size & (image_size - 1):
         raise ValueError(f"{owner}: image_size must be a power of two >= 8 (e.g. 16, 64, 256), got {image_size!r}.")
     return int(math.log2(image_size)) - 1
-
-
-def _check_dims(spatial_dims: int, owner: str) -> None:
-    if spatial_dims not in (2, 3):
-        raise ValueError(f"{owner}: spatial_dims must be 2 or 3, got {spatial_dims!r}.")
 
 
 class AlphaWGANGenerator(nn.Module):
@@ -86,8 +84,7 @@ class AlphaWGANGenerator(nn.Module):
         upsample_mode: str = "nearest",
     ) -> None:
         super().__init__()
-        _check_dims(spatial_dims, "AlphaWGANGenerator")
-        n = _n_layers(image_size, "AlphaWGANGenerator")
+        n = _n_layers(spatial_dims, image_size, "AlphaWGANGenerator")
         if latent_size < 1 or out_channels < 1 or base_channels < 1:
             raise ValueError("AlphaWGANGenerator: latent_size, out_channels and base_channels must be >= 1.")
         self.spatial_dims, self.latent_size, self.image_size, self.out_channels = spatial_dims, latent_size, image_size, out_channels
@@ -140,8 +137,7 @@ class _DownStack(nn.Module):
         norm_first_layer: bool,
     ) -> None:
         super().__init__()
-        _check_dims(spatial_dims, owner)
-        n = _n_layers(image_size, owner)
+        n = _n_layers(spatial_dims, image_size, owner)
         if in_channels < 1 or out_features < 1 or base_channels < 1:
             raise ValueError(f"{owner}: in_channels, out_features and base_channels must be >= 1.")
         self.owner = owner

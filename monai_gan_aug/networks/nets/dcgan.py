@@ -23,10 +23,13 @@ from monai_gan_aug.networks.blocks.norm import dcgan_init_, make_norm
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "make_norm", "dcgan_init_"]
 
 
-def _log2_size(image_size: int) -> int:
+def _n_stages(spatial_dims: int, image_size: int) -> int:
+    """The stride-2 stages between 4 and ``image_size`` (a power of two >= 8) of a 2D or 3D network."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
     if image_size < 8 or image_size & (image_size - 1):
         raise ValueError(f"image_size must be a power of two >= 8, got {image_size}.")
-    return int(math.log2(image_size))
+    return int(math.log2(image_size)) - 2
 
 
 class DCGANGenerator(nn.Module):
@@ -53,9 +56,7 @@ class DCGANGenerator(nn.Module):
         norm: str | None = "batch",
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-        n_up = _log2_size(image_size) - 2  # 4 -> image_size
+        n_up = _n_stages(spatial_dims, image_size)  # 4 -> image_size
         self.spatial_dims, self.latent_size, self.image_size = spatial_dims, latent_size, image_size
         conv_t = Conv[Conv.CONVTRANS, spatial_dims]
         chans = [min(base_channels * 2 ** (n_up - 1 - i), max_channels) for i in range(n_up)]
@@ -100,9 +101,7 @@ class DCGANDiscriminator(nn.Module):
         norm: str | None = "batch",
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-        n_down = _log2_size(image_size) - 2
+        n_down = _n_stages(spatial_dims, image_size)
         self.in_channels, self.image_size, self.spatial_dims = in_channels, image_size, spatial_dims
         conv = Conv[Conv.CONV, spatial_dims]
         chans = [min(base_channels * 2**i, max_channels) for i in range(n_down)]
