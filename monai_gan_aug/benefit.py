@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from monai_gan_aug.evaluation.benefit import TASKS, BenefitError, benefit_markdown, bundle_tasks, run_benefit
 from monai_gan_aug.evaluation.cli import json_dict
+from monai_gan_aug.utils.cli import report_command
 
 __all__ = ["main", "run_benefit"]
 
@@ -42,19 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        report = run_benefit(
+    return report_command(
+        lambda: run_benefit(
             args.bundle, args.task, args.dataset_dir, args.out, fractions=args.fractions, seeds=args.seeds,
             ratios=args.ratios, generator_overrides=args.generator, inference_overrides=args.inference,
             task_settings=args.task_settings, copy_paste=not args.no_copy_paste, n_boot=args.n_boot, quick=args.quick,
-        )
-    except BenefitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print()
-    print(benefit_markdown(report))
-    print(f"Report: {args.out}/benefit_{args.task}.md, .json, .png")
-    return 0
+        ),
+        BenefitError, benefit_markdown, f"Report: {args.out}/benefit_{args.task}.md, .json, .png",
+    )
 
 
 if __name__ == "__main__":

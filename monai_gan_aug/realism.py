@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from monai_gan_aug.evaluation.cli import json_dict
 from monai_gan_aug.evaluation.realism import RealismError, evaluate_realism, realism_markdown
+from monai_gan_aug.utils.cli import report_command
 
 __all__ = ["build_parser", "evaluate_realism", "main"]
 
@@ -45,19 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        report = evaluate_realism(
+    return report_command(
+        lambda: evaluate_realism(
             args.synthetic_dir, args.dataset_dir, args.out, detector=args.detector, image_size=args.image_size,
             seed=args.seed, operating_fp=args.operating_fp, extractor=args.extractor, patch_size=args.patch_size,
             new_boxes_last=args.new_boxes_last, detector_settings=args.detector_settings, device=args.device,
-        )
-    except RealismError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print()
-    print(realism_markdown(report))
-    print(f"Report: {args.out}/realism.md, realism.json, realism_patches.png")
-    return 0
+        ),
+        RealismError, realism_markdown, f"Report: {args.out}/realism.md, realism.json, realism_patches.png",
+    )
 
 
 if __name__ == "__main__":
