@@ -477,31 +477,15 @@ def fit_reference_segmenter(
 
 
 def reference_segmenter(
-    network: torch.nn.Module,
-    checkpoint: str | Path | None,
-    train_loader: Iterable,
-    max_epochs: int = 20,
-    lr: float = 1e-3,
-    device: torch.device | str = "cpu",
-    image_key: str = GanKeys.IMAGE,
-    label_key: str = GanKeys.LABEL,
-    save_path: str | Path | None = None,
+    network: torch.nn.Module, checkpoint: str | Path | None, train_loader: Iterable, **fit_kwargs: Any
 ) -> torch.nn.Module:
     """The segmenter of the "output honours its mask" check: :func:`load_segmenter` when ``checkpoint`` is set
-    (truthy), else :func:`fit_reference_segmenter` on ``train_loader`` (the other arguments are its own; the trained
-    weights go to ``save_path``). The ``segmenter`` of the conditional families' ``evaluate.json``."""
+    (truthy), else :func:`fit_reference_segmenter` on ``train_loader`` with ``fit_kwargs`` (its ``max_epochs``,
+    ``lr``, ``device``, ``image_key``, ``label_key``, ``save_path``: the trained weights go there). The ``segmenter``
+    of the conditional families' ``evaluate.json``."""
     if checkpoint:
         return load_segmenter(network, checkpoint)
-    return fit_reference_segmenter(
-        network,
-        train_loader,
-        max_epochs=max_epochs,
-        lr=lr,
-        device=device,
-        image_key=image_key,
-        label_key=label_key,
-        save_path=save_path,
-    )
+    return fit_reference_segmenter(network, train_loader, **fit_kwargs)
 
 
 def load_segmenter(network: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
