@@ -36,7 +36,69 @@ def _writers_of(engine: Engine) -> list[Any]:
     return found
 
 
-class DetectionEvaluationHandler:
+class _ExperimentHandler:
+    """What the experiment handlers share: when to run (``interval``), where to write, which synthetic set.
+
+    ``forbidden``: ``experiment_kwargs`` that the handler's own arguments set; ``accepted``: what ``synthetic`` may
+    be, in words.
+    """
+
+    forbidden: tuple[str, ...] = ("real_datalist", "synthetic", "out_dir")
+    accepted = "a folder, a list of folders or a SyntheticWriter"
+
+    def __init__(
+        self,
+        real_datalist: Any,
+        output_dir: str | os.PathLike,
+        synthetic: Any,
+        interval: int | None,
+        prefix: str,
+        experiment_kwargs: Mapping[str, Any],
+    ) -> None:
+        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int) or interval < 1):
+            raise ValueError(f"interval must be None or a positive number of epochs, got {interval!r}.")
+        for bad in self.forbidden:
+            if bad in experiment_kwargs:
+                raise TypeError(f"{type(self).__name__}: pass {bad!r} once (as the handler's argument), not again.")
+        self.real_datalist = real_datalist
+        self.output_dir = Path(output_dir)
+        self.synthetic = synthetic
+        self.interval = interval
+        self.prefix = prefix
+        self.experiment_kwargs = dict(experiment_kwargs)
+        self.table: dict[str, Any] | None = None
+
+    def attach(self, engine: Engine) -> None:
+        event = Events.EPOCH_COMPLETED(every=self.interval) if self.interval else Events.COMPLETED
+        engine.add_event_handler(event, self)
+
+    def _out_dir(self, engine: Engine) -> Path:
+        """The experiment folder of this call: ``epoch<N>/`` under ``output_dir`` with ``interval``."""
+        return self.output_dir / f"epoch{engine.state.epoch}" if self.interval else self.output_dir
+
+    def _synthetic_sources(self, engine: Engine) -> list[str]:
+        """The synthetic folders: ``synthetic`` as given, else those of every ``SyntheticWriter`` attached to
+        ``engine`` (a writer's ``datalist.json`` is (re)written first from the records so far)."""
+        given = self.synthetic
+        if given is None:
+            entries: list[Any] = _writers_of(engine)
+        elif _is_writer(given) or isinstance(given, (str, os.PathLike)):
+            entries = [given]
+        elif isinstance(given, Sequence):
+            entries = list(given)
+        else:
+            raise TypeError(f"synthetic must be {self.accepted}, got {type(given).__name__}.")
+        sources = []
+        for entry in entries:
+            if _is_writer(entry):
+                entry.write_manifest()  # datalist.json of everything written so far (idempotent)
+                sources.append(str(entry.output_dir))
+            else:
+                sources.append(str(entry))
+        return sources
+
+
+class DetectionEvaluationHandler(_ExperimentHandler):
     """Runs :func:`~monai_gan_aug.evaluation.detection.run_detection_experiment` when an engine completes (or every
     ``interval`` epochs) and logs the table's means into ``engine.state.metrics``.
 
@@ -65,6 +127,8 @@ class DetectionEvaluationHandler:
             ``batch``, ``min_box_contrast``, ``max_synthetic``, ``device``, ``conf``, ``iou_thresholds`` ...).
     """
 
+    forbidden = ("real_datalist", "synthetic", "ratios", "seeds", "out_dir")
+
     def __init__(
         self,
         real_datalist: str | os.PathLike | None,
@@ -76,45 +140,9 @@ class DetectionEvaluationHandler:
         prefix: str = "detection",
         **experiment_kwargs: Any,
     ) -> None:
-        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int) or interval < 1):
-            raise ValueError(f"interval must be None or a positive number of epochs, got {interval!r}.")
-        for bad in ("real_datalist", "synthetic", "ratios", "seeds", "out_dir"):
-            if bad in experiment_kwargs:
-                raise TypeError(f"DetectionEvaluationHandler: pass {bad!r} once, not in experiment_kwargs.")
-        self.real_datalist = real_datalist
-        self.output_dir = Path(output_dir)
-        self.synthetic = synthetic
+        super().__init__(real_datalist, output_dir, synthetic, interval, prefix, experiment_kwargs)
         self.ratios = [float(r) for r in ratios]
         self.seeds = [int(s) for s in seeds]
-        self.interval = interval
-        self.prefix = prefix
-        self.experiment_kwargs = dict(experiment_kwargs)
-        self.table: dict[str, Any] | None = None
-
-    def attach(self, engine: Engine) -> None:
-        event = Events.EPOCH_COMPLETED(every=self.interval) if self.interval else Events.COMPLETED
-        engine.add_event_handler(event, self)
-
-    def _synthetic_sources(self, engine: Engine) -> list[str]:
-        given = self.synthetic
-        if given is None:
-            entries: list[Any] = _writers_of(engine)
-        elif _is_writer(given) or isinstance(given, (str, os.PathLike)):
-            entries = [given]
-        elif isinstance(given, Sequence):
-            entries = list(given)
-        else:
-            raise TypeError(
-                f"synthetic must be a folder, a list of folders or a SyntheticWriter, got {type(given).__name__}."
-            )
-        sources = []
-        for entry in entries:
-            if _is_writer(entry):
-                entry.write_manifest()  # datalist.json of everything written so far (idempotent)
-                sources.append(str(entry.output_dir))
-            else:
-                sources.append(str(entry))
-        return sources
 
     def __call__(self, engine: Engine) -> None:
         if dist_info()[0] != 0:
@@ -126,7 +154,7 @@ class DetectionEvaluationHandler:
         if not sources and any(r > 0 for r in ratios):
             logger.warning("DetectionEvaluationHandler: no synthetic set found; only the real-only row is computed.")
             ratios = [r for r in ratios if r == 0] or [0.0]
-        out = self.output_dir / f"epoch{engine.state.epoch}" if self.interval else self.output_dir
+        out = self._out_dir(engine)
         table = run_detection_experiment(
             self.real_datalist, sources or None, ratios=ratios, seeds=self.seeds, out_dir=out,
             **self.experiment_kwargs,

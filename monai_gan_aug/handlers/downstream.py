@@ -16,25 +16,25 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
 from monai_gan_aug.engines.utils import dist_info
-from monai_gan_aug.handlers.detection import _is_writer, _writers_of
+from monai_gan_aug.handlers.detection import _ExperimentHandler
 
 __all__ = ["ClassificationEvaluationHandler", "SegmentationEvaluationHandler"]
 
 logger = logging.getLogger(__name__)
 
 
-class _DownstreamEvaluationHandler:
+class _DownstreamEvaluationHandler(_ExperimentHandler):
     """Shared logic: when to run, which synthetic set, how the table reaches ``engine.state``."""
 
     kind = ""  # "segmentation" / "classification"
-    forbidden = ("real_datalist", "synthetic", "out_dir")
+    accepted = "a folder, a list of folders, a dict name -> folder or a SyntheticWriter"
 
     def __init__(
         self,
@@ -45,48 +45,14 @@ class _DownstreamEvaluationHandler:
         prefix: str | None = None,
         **experiment_kwargs: Any,
     ) -> None:
-        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int) or interval < 1):
-            raise ValueError(f"interval must be None or a positive number of epochs, got {interval!r}.")
-        for bad in self.forbidden:
-            if bad in experiment_kwargs:
-                raise TypeError(f"{type(self).__name__}: pass {bad!r} once (as the handler's argument), not again.")
-        self.real_datalist = real_datalist
-        self.output_dir = Path(output_dir)
-        self.synthetic = synthetic
-        self.interval = interval
-        self.prefix = prefix or self.kind
-        self.experiment_kwargs = dict(experiment_kwargs)
-        self.table: dict[str, Any] | None = None
-
-    def attach(self, engine: Engine) -> None:
-        event = Events.EPOCH_COMPLETED(every=self.interval) if self.interval else Events.COMPLETED
-        engine.add_event_handler(event, self)
+        super().__init__(real_datalist, output_dir, synthetic, interval, prefix or self.kind, experiment_kwargs)
 
     def _synthetic(self, engine: Engine) -> Any:
         """The synthetic set(s) to use: ``synthetic`` as given (a dict keeps its named sets), else the folders of
         every ``SyntheticWriter`` attached to ``engine`` (their ``datalist.json`` is written first)."""
-        given = self.synthetic
-        if isinstance(given, Mapping):
-            return dict(given)
-        if given is None:
-            entries: list[Any] = _writers_of(engine)
-        elif _is_writer(given) or isinstance(given, (str, os.PathLike)):
-            entries = [given]
-        elif isinstance(given, Sequence):
-            entries = list(given)
-        else:
-            raise TypeError(
-                "synthetic must be a folder, a list of folders, a dict name -> folder or a SyntheticWriter, got "
-                f"{type(given).__name__}."
-            )
-        sources = []
-        for entry in entries:
-            if _is_writer(entry):
-                entry.write_manifest()  # datalist.json of everything written so far
-                sources.append(str(entry.output_dir))
-            else:
-                sources.append(str(entry))
-        return sources or None
+        if isinstance(self.synthetic, Mapping):
+            return dict(self.synthetic)
+        return self._synthetic_sources(engine) or None
 
     def _run(self, synthetic: Any, out: Path) -> dict[str, Any]:
         raise NotImplementedError
@@ -97,7 +63,7 @@ class _DownstreamEvaluationHandler:
         synthetic = self._synthetic(engine)
         if synthetic is None:
             logger.warning("%s: no synthetic set found; only the real-only rows are computed.", type(self).__name__)
-        out = self.output_dir / f"epoch{engine.state.epoch}" if self.interval else self.output_dir
+        out = self._out_dir(engine)
         table = self._run(synthetic, out)
         self.table = table
         setattr(engine.state, f"{self.kind}_table", table)
