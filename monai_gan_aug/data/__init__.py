@@ -33,6 +33,8 @@ from .mix import (
     write_synthetic_set,
 )
 from .readers import DicomReader
+from .same_class import REFERENCE_KEY, ReferenceSeedDataset, SameClassPairDataset
+from .unpaired import load_unpaired_items, unpaired_items
 
 __all__ = [
     "DicomReader",
@@ -62,6 +64,11 @@ __all__ = [
     "SyntheticMixEpochHandler",
     "SyntheticMixError",
     "write_synthetic_set",
+    "REFERENCE_KEY",
+    "ReferenceSeedDataset",
+    "SameClassPairDataset",
+    "load_unpaired_items",
+    "unpaired_items",
     "get_demo_datalist",
     "make_demo_dataset",
 ]

@@ -27,6 +27,18 @@ from .boxes.dictionary import (
     ValidateBoxesd,
     ValidateBoxesDict,
 )
+from .condition_encoding import (
+    COND_MODES,
+    EncodeCondition,
+    EncodeConditionD,
+    EncodeConditiond,
+    EncodeConditionDict,
+    check_condition_mode,
+    condition_channels,
+    decode_mask,
+    encode_condition,
+    mask_to_display,
+)
 from .copy_paste import (
     Lesion,
     LesionBank,
@@ -80,4 +92,4 @@ from .preprocessing.dictionary import (
     ScaleToSymmetricRangeDict,
 )
 
-__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing", "mix", "copy_paste", "inpaint")]
+__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing", "mix", "copy_paste", "inpaint", "condition_encoding")]

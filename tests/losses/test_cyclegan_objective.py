@@ -1,6 +1,6 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
 """CycleGAN objective and image pool: one step with finite losses, gradients only where expected, pool behaviour,
-exact resume with the pools in the checkpoint, unpaired datalists."""
+exact resume with the pools in the checkpoint (the unpaired datalists: tests/data/test_unpaired.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,7 @@ from monai.data import DataLoader, Dataset
 from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.handlers import GanCheckpointHandler
 from monai_gan_aug.losses.objectives.base import PhaseContext
-from monai_gan_aug.losses.objectives.cyclegan import (
-    CYCLEGAN_NETWORKS,
-    CycleGANObjective,
-    unpaired_items,
-)
+from monai_gan_aug.losses.objectives.cyclegan import CYCLEGAN_NETWORKS, CycleGANObjective
 from monai_gan_aug.networks.blocks.patchgan import PatchGANDiscriminator
 from monai_gan_aug.networks.nets.cyclegan import ResNetGenerator
 from monai_gan_aug.utils.image_pool import ImagePool
@@ -163,17 +159,3 @@ def test_exact_resume_with_image_pools(tmp_path):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(straight.objective.pool_b.images, second.objective.pool_b.images):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_unpaired_items():
-    items = [{"image": f"img{i}.nii.gz"} for i in range(5)]
-    pairs = unpaired_items(items, seed=0)
-    assert len(pairs) == 5 and sorted(p["image_b"] for p in pairs) == sorted(i["image"] for i in items)
-    assert all(p["image_a"] != p["image_b"] for p in pairs)  # never an image with its own remapped copy
-    other = [{"image": f"b{i}.png"} for i in range(2)]
-    mixed = unpaired_items(items, other, key_a="t1", key_b="t2")
-    assert len(mixed) == 5 and {p["t2"] for p in mixed} == {"b0.png", "b1.png"}
-    with pytest.raises(ValueError, match="at least one"):
-        unpaired_items([], other)
-    with pytest.raises(ValueError, match="no 'image'"):
-        unpaired_items([{"label": "x"}])

@@ -1,6 +1,7 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Pix2Pix objective: condition encoding, one step with finite losses, gradients only where expected, generation,
-perceptual loss, and a tiny training run that lowers the reconstruction error."""
+"""Pix2Pix objective: one step with finite losses, gradients only where expected, conditions encoded in the dataset
+(prepare_batch only moves them) or, for raw maps, by the same encoder, generation, perceptual loss, and a tiny
+training run that lowers the reconstruction error (the encoding itself: tests/transforms/test_condition_encoding.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
-from monai_gan_aug.losses.objectives.pix2pix import (
-    Pix2PixObjective,
-    condition_channels,
-    decode_mask,
-    encode_condition,
-    mask_to_display,
-)
+from monai_gan_aug.losses.objectives.pix2pix import Pix2PixObjective
 from monai_gan_aug.losses.perceptual import (
     PerceptualFeatureLoss,
     VGG16Features,
@@ -26,6 +21,7 @@ from monai_gan_aug.losses.perceptual import (
 )
 from monai_gan_aug.networks.blocks.patchgan import PatchGANDiscriminator
 from monai_gan_aug.networks.nets.pix2pix import Pix2PixGenerator
+from monai_gan_aug.transforms import EncodeConditiond, encode_condition, mask_to_display
 
 
 @pytest.fixture(autouse=True)
@@ -58,27 +54,6 @@ def _ctx(nets, batch):
     return PhaseContext(nets=nets, batch=batch, iteration=1, repeat=0, outputs={}, device=torch.device("cpu"))
 
 
-def test_condition_encoding_roundtrip():
-    maps = _maps(classes=5)
-    onehot = encode_condition(maps, "onehot", 5)
-    assert onehot.shape == (4, 5, 16, 16) and set(onehot.unique().tolist()) == {-1.0, 1.0}
-    assert torch.equal(decode_mask(onehot, "onehot", 5), maps.long())
-    scaled = encode_condition(maps, "scaled", 5)
-    assert scaled.shape == (4, 1, 16, 16) and scaled.min() >= -1 and scaled.max() <= 1
-    noisy = scaled + 0.2 * (torch.rand_like(scaled) - 0.5)  # less than half a class step (0.5)
-    assert torch.equal(decode_mask(noisy, "scaled", 5), maps.long())
-    assert torch.equal(mask_to_display(maps.long(), 5), scaled)
-    img = torch.rand(2, 1, 8, 8) * 2 - 1
-    assert torch.equal(encode_condition(img, "image"), img)
-    assert condition_channels("onehot", 5) == 5 and condition_channels("scaled", 5) == 1
-    with pytest.raises(ValueError, match="outside 0..1"):
-        encode_condition(maps, "onehot", 2, name="tissue")
-    with pytest.raises(ValueError, match="single-channel"):
-        encode_condition(torch.zeros(1, 2, 4, 4), "onehot", 2)
-    with pytest.raises(ValueError, match="cond_mode"):
-        encode_condition(maps, "rgb", 2)
-
-
 def test_one_step_finite_losses_and_gradients_where_expected():
     nets = _nets()
     obj = Pix2PixObjective(cond_key="tissue", num_classes=3)
@@ -103,6 +78,27 @@ def test_one_step_finite_losses_and_gradients_where_expected():
     d_loss.backward()
     assert all(p.grad is None for p in nets["generator"].parameters())
     assert all(p.grad is not None for p in nets["discriminator"].parameters())
+
+
+def test_prepare_batch_moves_dataset_conditions_and_encodes_raw_maps_the_same_way():
+    maps = _maps()
+    obj = Pix2PixObjective(cond_key="tissue", num_classes=3)
+    encode = EncodeConditiond(keys="tissue", cond_mode="onehot", num_classes=3)
+    items = [encode({"image": mask_to_display(m, 3), "tissue": m}) for m in maps]
+    loader = DataLoader(Dataset(items), batch_size=4)
+    built = next(iter(loader))
+    assert built["cond"].shape == (4, 3, 16, 16)
+    moved = obj.prepare_batch(built, torch.device("cpu"))
+    assert moved["cond"] is built["cond"] and torch.equal(moved["tissue"], maps)  # nothing re-encoded
+    raw = obj.prepare_batch({"image": mask_to_display(maps, 3), "tissue": maps}, torch.device("cpu"))
+    assert torch.equal(raw["cond"], moved["cond"]) and torch.equal(raw["cond"], encode_condition(maps, "onehot", 3))
+    nets = _nets()
+    nets["discriminator"].requires_grad_(False)
+    torch.manual_seed(1)  # dropout
+    from_dataset = obj.g_loss(_ctx(nets, moved))[1]
+    torch.manual_seed(1)
+    from_raw = obj.g_loss(_ctx(nets, raw))[1]
+    assert from_dataset.keys() == from_raw.keys() and all(torch.equal(from_dataset[k], from_raw[k]) for k in from_raw)
 
 
 def test_lsgan_and_missing_condition():
@@ -191,7 +187,8 @@ def test_training_lowers_reconstruction_error():
     """Target image = the map shown as intensities; 20 steps must halve the L1 error."""
     maps = _maps(n=8, seed=1)
     data = [{"image": mask_to_display(m, 3), "tissue": m} for m in maps]
-    loader = DataLoader(Dataset(data), batch_size=4, shuffle=False)
+    encode = EncodeConditiond(keys="tissue", cond_mode="onehot", num_classes=3)  # as in the bundle's preprocessing
+    loader = DataLoader(Dataset(data, transform=encode), batch_size=4, shuffle=False)
     nets = _nets()
     obj = Pix2PixObjective(cond_key="tissue", num_classes=3)
     opt = {k: torch.optim.Adam(v.parameters(), 5e-3, betas=(0.5, 0.999)) for k, v in nets.items()}

@@ -11,7 +11,8 @@ Full objective (Zhu et al. eq. 3, plus the identity term of section 5.2)::
 with the least-squares adversarial criterion (section 4: "we replace the negative log likelihood objective by a
 least-squares loss"), ``lambda = 10`` and ``lambda_id = 0.5``. The discriminators are updated on a history of 50
 generated images (:class:`~monai_gan_aug.utils.image_pool.ImagePool`) and their objective is halved. Phases: ``g``
-(both generators, one step) then ``d`` (both discriminators, on the pooled fakes of this iteration's ``g`` pass).
+(both generators, one step) then ``d`` (both discriminators, on the pooled fakes of this iteration's ``g`` pass). The unpaired training items (one image
+of each domain) come from the data floor: :func:`monai_gan_aug.data.unpaired_items`.
 """
 
 from __future__ import annotations
@@ -19,74 +20,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from monai_gan_aug.data.datalist import load_datalist
 from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
 from monai_gan_aug.utils.enums import GanKeys
 from monai_gan_aug.utils.image_pool import ImagePool
 
-__all__ = ["CYCLEGAN_NETWORKS", "CycleGANObjective", "load_unpaired_items", "unpaired_items"]
+__all__ = ["CYCLEGAN_NETWORKS", "CycleGANObjective"]
 
 #: Network (and optimizer) names: ``generator_ab`` = G (A -> B), ``generator_ba`` = F (B -> A), ``discriminator_a``
 #: judges domain A (real ``a`` vs ``F(b)``), ``discriminator_b`` judges domain B (real ``b`` vs ``G(a)``).
 CYCLEGAN_NETWORKS = ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")
-
-
-def unpaired_items(
-    items_a: Sequence[Mapping],
-    items_b: Sequence[Mapping] | None = None,
-    key_a: str = "image_a",
-    key_b: str = "image_b",
-    source_key: str = GanKeys.IMAGE,
-    seed: int = 0,
-) -> list[dict]:
-    """Datalist of unpaired training items ``{key_a: path, key_b: path}``.
-
-    Domain A is ``items_a``; domain B is ``items_b`` or, when None, a shuffled copy of ``items_a`` (for a B domain
-    made from the same images by a contrast transform in the preprocessing). B is shuffled with ``seed`` so that
-    item ``i`` pairs two unrelated images (a fixed derangement when both lists are the same list), and cycled when
-    the lists differ in length; the result has ``max(len(A), len(B))`` items.
-    """
-    items_a = list(items_a)
-    same = items_b is None
-    items_b = list(items_a if items_b is None else items_b)
-    if not items_a or not items_b:
-        raise ValueError("unpaired_items: both domains need at least one item; check the dataset folders / splits.")
-    for name, items in (("A", items_a), ("B", items_b)):
-        missing = [i for i, item in enumerate(items) if source_key not in item]
-        if missing:
-            raise ValueError(f"unpaired_items: items {missing[:5]} of domain {name} have no '{source_key}' entry.")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(items_b))
-    if same and len(items_b) > 1:  # never pair an image with its own transformed copy
-        while np.any(order == np.arange(len(items_b))):
-            order = rng.permutation(len(items_b))
-    n = max(len(items_a), len(items_b))
-    return [
-        {key_a: items_a[i % len(items_a)][source_key], key_b: items_b[order[i % len(items_b)]][source_key]} for i in range(n)
-    ]
-
-
-def load_unpaired_items(
-    dataset_dir: Any,
-    dataset_dir_b: Any = None,
-    spatial_dims: int = 2,
-    key_a: str = "image_a",
-    key_b: str = "image_b",
-    seed: int = 0,
-    bad_images: str | None = None,
-) -> list[dict]:
-    """The training datalist of the cyclegan bundle: :func:`unpaired_items` of the ``training`` splits of
-    ``dataset_dir`` (domain A, screened with ``bad_images``) and ``dataset_dir_b`` (domain B; ``None``: B is made
-    from A, see :func:`unpaired_items`), both read with :func:`~monai_gan_aug.data.datalist.load_datalist`, whose
-    errors pass through unchanged."""
-    items_a = load_datalist(dataset_dir, split="training", spatial_dims=spatial_dims, bad_images=bad_images)
-    items_b = None if dataset_dir_b is None else load_datalist(dataset_dir_b, split="training", spatial_dims=spatial_dims)
-    return unpaired_items(items_a, items_b, key_a=key_a, key_b=key_b, seed=seed)
 
 
 class CycleGANObjective(GanObjective):

@@ -1,6 +1,5 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Pix2Pix objective (Isola et al., "Image-to-image translation with conditional adversarial networks", CVPR 2017)
-and the encoding of its conditions (masks, multi-class maps or images).
+"""Pix2Pix objective (Isola et al., "Image-to-image translation with conditional adversarial networks", CVPR 2017).
 
 Loss (Isola et al. eq. 4; Sobolev, thesis eq. 2.4)::
 
@@ -13,10 +12,9 @@ reconstruction term is L1 with ``lambda = 100`` and/or the thesis' perceptual lo
 objective is halved. There is no noise input: like the authors we rely on dropout alone, so generation from a
 condition is deterministic in eval mode (a written file is regenerated from its condition).
 
-Conditions (``cond_mode``): a label map is one-hot encoded (``"onehot"``, ``num_classes`` channels, values -1/1)
-or scaled to ``[-1, 1]`` in one channel (``"scaled"``: ``label / (num_classes - 1) * 2 - 1``); an image
-(``"image"``) is used as it is (already in ``[-1, 1]``). The encoded condition is ``batch["cond"]``; the raw map
-stays under ``cond_key`` so generation can hand it back as the sample's label.
+Conditions (``cond_mode``: ``"onehot"``, ``"scaled"`` or ``"image"``) are encoded on the data floor by
+:class:`~monai_gan_aug.transforms.EncodeConditiond` at the end of the bundle's preprocessing: the encoded condition is
+``batch["cond"]``, the raw map stays under ``cond_key`` so generation can hand it back as the sample's label.
 """
 
 from __future__ import annotations
@@ -29,95 +27,17 @@ import torch.nn.functional as F
 
 from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
+from monai_gan_aug.transforms.condition_encoding import (  # re-exported: engines.two_stage, experiments, tests
+    COND_MODES,
+    check_condition_mode,
+    condition_channels,
+    decode_mask,
+    encode_condition,
+    mask_to_display,
+)
 from monai_gan_aug.utils.enums import GanKeys
 
-__all__ = [
-    "COND_MODES",
-    "Pix2PixObjective",
-    "condition_channels",
-    "decode_mask",
-    "encode_condition",
-    "mask_to_display",
-]
-
-COND_MODES = ("onehot", "scaled", "image")
-
-
-def _check_mode(cond_mode: str, num_classes: int) -> None:
-    if cond_mode not in COND_MODES:
-        raise ValueError(f"cond_mode must be one of {COND_MODES}, got {cond_mode!r}.")
-    if cond_mode != "image" and (isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2):
-        raise ValueError(f"num_classes must be an integer >= 2 for a label condition, got {num_classes!r}.")
-
-
-def condition_channels(cond_mode: str = "onehot", num_classes: int = 2, image_channels: int = 1) -> int:
-    """Channels of an encoded condition: ``num_classes`` (one-hot), 1 (scaled) or ``image_channels`` (image)."""
-    _check_mode(cond_mode, num_classes)
-    return {"onehot": int(num_classes), "scaled": 1, "image": int(image_channels)}[cond_mode]
-
-
-def encode_condition(
-    cond: torch.Tensor, cond_mode: str = "onehot", num_classes: int = 2, name: str = "cond", check: bool = True
-) -> torch.Tensor:
-    """Encode a condition for the networks (see the module docstring).
-
-    Args:
-        cond: ``(N, 1, *spatial)`` label map with values ``0 .. num_classes - 1`` (interpolated maps are rounded),
-            or ``(N, C, *spatial)`` image in ``[-1, 1]`` for ``cond_mode="image"``.
-        cond_mode: ``"onehot"``, ``"scaled"`` or ``"image"``.
-        num_classes: classes of the label map, background included.
-        name: the condition's key, for error messages.
-        check: verify that label values lie in ``0 .. num_classes - 1`` (one host sync).
-
-    Raises:
-        ValueError: a multi-channel label map, or labels outside the class range.
-    """
-    _check_mode(cond_mode, num_classes)
-    if not isinstance(cond, torch.Tensor) or cond.ndim < 3:
-        raise ValueError(f"condition {name!r} must be a (N, C, *spatial) tensor, got {type(cond).__name__} {getattr(cond, 'shape', '')}.")
-    if cond_mode == "image":
-        return cond.float()
-    if cond.shape[1] != 1:
-        raise ValueError(
-            f"condition {name!r} must be a single-channel label map (N, 1, *spatial), got shape {tuple(cond.shape)}; "
-            "load masks with EnsureChannelFirstd and do not one-hot them in the preprocessing."
-        )
-    labels = cond.round().long() if cond.is_floating_point() else cond.long()
-    if check and bool(((labels < 0) | (labels >= num_classes)).any()):
-        raise ValueError(
-            f"condition {name!r} holds values outside 0..{num_classes - 1} (min {int(labels.min())}, max "
-            f"{int(labels.max())}); set num_classes to the number of classes of the map (background included) and "
-            "resize masks with nearest-neighbour interpolation."
-        )
-    if cond_mode == "scaled":
-        return labels.float() * (2.0 / (num_classes - 1)) - 1.0
-    shape = list(labels.shape)
-    shape[1] = num_classes
-    onehot = torch.zeros(shape, device=labels.device, dtype=torch.float32).scatter_(1, labels, 1.0)
-    return onehot * 2.0 - 1.0
-
-
-def decode_mask(x: torch.Tensor, cond_mode: str = "onehot", num_classes: int = 2) -> torch.Tensor:
-    """Turn a generated (or encoded) condition back into a valid label map ``(N, 1, *spatial)`` (int64).
-
-    ``"onehot"``: argmax over the channels; ``"scaled"``: the nearest class level (for a binary mask, a threshold
-    at 0).
-    """
-    _check_mode(cond_mode, num_classes)
-    if cond_mode == "image":
-        raise ValueError("decode_mask: an image condition is not a label map.")
-    if cond_mode == "onehot":
-        if x.shape[1] != num_classes:
-            raise ValueError(f"decode_mask: one-hot input needs {num_classes} channels, got shape {tuple(x.shape)}.")
-        return x.argmax(dim=1, keepdim=True)
-    if x.shape[1] != 1:
-        raise ValueError(f"decode_mask: scaled input needs 1 channel, got shape {tuple(x.shape)}.")
-    return ((x.float() + 1.0) * 0.5 * (num_classes - 1)).round().clamp(0, num_classes - 1).long()
-
-
-def mask_to_display(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """A label map as a one-channel float image in ``[-1, 1]`` (class ``k`` -> ``k / (num_classes - 1) * 2 - 1``)."""
-    return mask.float() * (2.0 / (num_classes - 1)) - 1.0
+__all__ = ["COND_MODES", "Pix2PixObjective", "condition_channels", "decode_mask", "encode_condition", "mask_to_display"]
 
 
 class Pix2PixObjective(GanObjective):
@@ -134,7 +54,8 @@ class Pix2PixObjective(GanObjective):
 
     Args:
         cond_key: batch key of the condition (e.g. ``"label"``, ``"tissue"`` or another image's key).
-        cond_mode: ``"onehot"``, ``"scaled"`` or ``"image"`` (see :func:`encode_condition`).
+        cond_mode: ``"onehot"``, ``"scaled"`` or ``"image"`` (see :func:`~monai_gan_aug.transforms.encode_condition`;
+            the same as the preprocessing's :class:`~monai_gan_aug.transforms.EncodeConditiond`).
         num_classes: classes of a label condition, background included (5 for the demo ``tissue`` maps).
         mode: adversarial criterion, ``"vanilla"`` (paper), ``"lsgan"`` or ``"hinge"``.
         lambda_l1: weight of the L1 term (100 in the paper; 0 to use only the perceptual loss, as in the thesis).
@@ -147,7 +68,8 @@ class Pix2PixObjective(GanObjective):
             geometry, so a mask of the source stays valid).
         real_label: one-sided label smoothing target of D for real pairs (1.0: none).
         image_key: batch key of the target image.
-        check_labels: verify label values each batch (one host sync per iteration).
+        check_labels: verify the label values of conditions encoded here (raw maps; the preprocessing's
+            ``EncodeConditiond`` has its own ``check``).
     """
 
     generator_name = "generator"
@@ -168,7 +90,7 @@ class Pix2PixObjective(GanObjective):
         image_key: str = GanKeys.IMAGE,
         check_labels: bool = True,
     ) -> None:
-        _check_mode(cond_mode, num_classes)
+        check_condition_mode(cond_mode, num_classes)
         if mode not in ("vanilla", "lsgan", "hinge"):
             raise ValueError(f"Pix2PixObjective: mode must be 'vanilla', 'lsgan' or 'hinge', got {mode!r}.")
         if lambda_l1 < 0 or lambda_perceptual < 0:
@@ -203,18 +125,24 @@ class Pix2PixObjective(GanObjective):
 
     # ---------------------------------------------------------------------------------------------- batches
     def prepare_batch(self, batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+        """Move the batch to ``device``; its ``cond`` comes from :class:`~monai_gan_aug.transforms.EncodeConditiond`.
+
+        A batch holding only the raw map under ``cond_key`` (masks made at generation time by a network or an
+        annotator, or a dataset without the transform) is encoded with the same encoder,
+        :func:`~monai_gan_aug.transforms.encode_condition`.
+        """
         out = super().prepare_batch(batch, device)
+        if self.image_key != GanKeys.IMAGE and self.image_key in out:
+            out[GanKeys.IMAGE] = out[self.image_key].float()
+        if GanKeys.COND in out:
+            return out
         if self.cond_key not in out:
             raise ValueError(
                 f"{type(self).__name__}: the batch has no condition {self.cond_key!r} (keys: {sorted(map(str, out))}). "
                 "Set cond_key to the key of the mask / image the generator is conditioned on and load it in the "
-                "preprocessing."
+                "preprocessing (then EncodeConditiond)."
             )
-        if self.image_key != GanKeys.IMAGE and self.image_key in out:
-            out[GanKeys.IMAGE] = out[self.image_key].float()
-        out[GanKeys.COND] = encode_condition(
-            out[self.cond_key], self.cond_mode, self.num_classes, self.cond_key, check=self.check_labels
-        )
+        out[GanKeys.COND] = encode_condition(out[self.cond_key], self.cond_mode, self.num_classes, self.cond_key, self.check_labels)
         return out
 
     def _pair(self, cond: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
