@@ -12,7 +12,37 @@ from monai_gan_aug.utils.enums import GanKeys
 __all__ = ["DCGANObjective", "WGANGPObjective"]
 
 
-class DCGANObjective(NoiseToImageObjective):
+class _AdversarialPairObjective(NoiseToImageObjective):
+    """A generator and a discriminator (critic) on one adversarial criterion ``mode``: a ``"d"`` phase (``d_repeats``
+    times per iteration, see :meth:`_set_phases`) on fakes of the frozen generator, then a ``"g"`` phase."""
+
+    mode = "vanilla"
+
+    def _set_phases(self, d_repeats: int = 1) -> None:
+        self._phases = [Phase("d", ["discriminator"], self.d_loss, repeats=d_repeats), Phase("g", ["generator"], self.g_loss)]
+
+    def phases(self):
+        return self._phases
+
+    def d_loss(self, ctx: PhaseContext):
+        raise NotImplementedError
+
+    def _d_logits(self, ctx: PhaseContext) -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module, torch.Tensor, torch.Tensor]:
+        """``(reals, fakes, discriminator, real logits, fake logits)`` of the batch and as many fresh fakes."""
+        reals = ctx.batch[GanKeys.IMAGE]
+        with torch.no_grad():  # G is frozen here; no graph (and the fast no-grad conv kernels)
+            fakes = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device))
+        d = ctx.nets["discriminator"]
+        return reals, fakes, d, d(reals), d(fakes)
+
+    def g_loss(self, ctx: PhaseContext):
+        n = ctx.batch[GanKeys.IMAGE].shape[0]
+        fakes = ctx.nets["generator"](self.sample_latents(n, ctx.device))
+        ctx.outputs[GanKeys.FAKES] = fakes.detach()
+        return g_adversarial_loss(ctx.nets["discriminator"](fakes), self.mode), {}
+
+
+class DCGANObjective(_AdversarialPairObjective):
     """Radford et al. 2016: cross-entropy discriminator, non-saturating generator loss.
 
     Networks: ``generator``, ``discriminator``; optimizers of the same names.
@@ -29,28 +59,15 @@ class DCGANObjective(NoiseToImageObjective):
         if mode == "wgan":
             raise ValueError("DCGANObjective: use WGANGPObjective for the Wasserstein loss.")
         self.mode, self.real_label = mode, float(real_label)
-        self._phases = [Phase("d", ["discriminator"], self.d_loss), Phase("g", ["generator"], self.g_loss)]
-
-    def phases(self):
-        return self._phases
+        self._set_phases()
 
     def d_loss(self, ctx: PhaseContext):
-        reals = ctx.batch[GanKeys.IMAGE]
-        with torch.no_grad():  # G is frozen here; no graph (and the fast no-grad conv kernels)
-            fakes = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device))
-        d = ctx.nets["discriminator"]
-        real_logits, fake_logits = d(reals), d(fakes)
+        _, _, _, real_logits, fake_logits = self._d_logits(ctx)
         loss = d_adversarial_loss(real_logits, fake_logits, self.mode, self.real_label)
         return loss, {"real_logit": real_logits.detach().mean(), "fake_logit": fake_logits.detach().mean()}
 
-    def g_loss(self, ctx: PhaseContext):
-        n = ctx.batch[GanKeys.IMAGE].shape[0]
-        fakes = ctx.nets["generator"](self.sample_latents(n, ctx.device))
-        ctx.outputs[GanKeys.FAKES] = fakes.detach()
-        return g_adversarial_loss(ctx.nets["discriminator"](fakes), self.mode), {}
 
-
-class WGANGPObjective(NoiseToImageObjective):
+class WGANGPObjective(_AdversarialPairObjective):
     """Gulrajani et al. 2017: Wasserstein critic with gradient penalty, ``n_critic`` critic steps per generator
     step, each on freshly generated fakes. ``drift`` adds Karras et al.'s ``eps * E[D(x)^2]`` term.
 
@@ -64,6 +81,8 @@ class WGANGPObjective(NoiseToImageObjective):
         drift: weight of the drift term (0.001 in PGGAN, 0 in WGAN-GP).
     """
 
+    mode = "wgan"
+
     def __init__(
         self, latent_size: int = 128, latent_spatial: int = 2, n_critic: int = 5, lambda_gp: float = 10.0, drift: float = 0.0
     ):
@@ -73,26 +92,13 @@ class WGANGPObjective(NoiseToImageObjective):
         if lambda_gp < 0 or drift < 0:
             raise ValueError(f"lambda_gp and drift must be >= 0, got {lambda_gp}, {drift}.")
         self.n_critic, self.lambda_gp, self.drift = int(n_critic), float(lambda_gp), float(drift)
-        self._phases = [Phase("d", ["discriminator"], self.d_loss, repeats=self.n_critic), Phase("g", ["generator"], self.g_loss)]
-
-    def phases(self):
-        return self._phases
+        self._set_phases(self.n_critic)
 
     def d_loss(self, ctx: PhaseContext):
-        reals = ctx.batch[GanKeys.IMAGE]
-        with torch.no_grad():  # G is frozen here; no graph (and the fast no-grad conv kernels)
-            fakes = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device))
-        d = ctx.nets["discriminator"]
-        real_logits, fake_logits = d(reals), d(fakes)
-        w = d_adversarial_loss(real_logits, fake_logits, "wgan")
+        reals, fakes, d, real_logits, fake_logits = self._d_logits(ctx)
+        w = d_adversarial_loss(real_logits, fake_logits, self.mode)
         gp = gradient_penalty(d, reals, fakes)
         loss = w + self.lambda_gp * gp
         if self.drift:
             loss = loss + self.drift * real_logits.float().pow(2).mean()
         return loss, {"wasserstein": -w.detach(), "gp": gp.detach()}
-
-    def g_loss(self, ctx: PhaseContext):
-        n = ctx.batch[GanKeys.IMAGE].shape[0]
-        fakes = ctx.nets["generator"](self.sample_latents(n, ctx.device))
-        ctx.outputs[GanKeys.FAKES] = fakes.detach()
-        return g_adversarial_loss(ctx.nets["discriminator"](fakes), "wgan"), {}
