@@ -910,20 +910,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no_resume", action="store_true", help="retrain finished runs")
     args = parser.parse_args(argv)
     table = run_detection_experiment(
-        args.real,
-        args.synthetic or None,
-        ratios=args.ratios,
-        seeds=args.seeds,
-        model=args.model,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        out_dir=args.out,
-        min_box_contrast=args.min_box_contrast,
-        max_synthetic=args.max_synthetic,
-        conf=args.conf,
-        iou_thresholds=args.iou,
-        device=args.device,
+        args.real, args.synthetic or None, ratios=args.ratios, seeds=args.seeds, model=args.model, epochs=args.epochs,
+        imgsz=args.imgsz, batch=args.batch, out_dir=args.out, min_box_contrast=args.min_box_contrast,
+        max_synthetic=args.max_synthetic, conf=args.conf, iou_thresholds=args.iou, device=args.device,
         resume=not args.no_resume,
     )
     print(format_table_markdown(table))
