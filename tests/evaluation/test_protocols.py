@@ -429,3 +429,26 @@ def test_thyroid_protocol_tiny(demo, flipped_set, noise_set, tmp_path):
         th.thyroid_protocol(demo, {}, tmp_path / "x")
     with pytest.raises(ValueError, match="metrics_split"):
         th.thyroid_protocol(demo, {"n": noise_set}, tmp_path / "x", metrics_split="train")
+
+
+# ---------------------------------------------------------------------------------------------- shared helpers
+def test_network_from_factory():
+    net = pr.network_from_factory(lambda: torch.nn.Linear(2, 3))
+    assert isinstance(net, torch.nn.Linear)
+    with pytest.raises(TypeError, match="returned int, not an nn.Module"):
+        pr.network_from_factory(lambda: 3)
+
+
+def test_predict_batches_runs_every_batch_without_gradients():
+    net = torch.nn.Linear(4, 2).train()
+    x = torch.randn(7, 4)
+    seen = []
+
+    def finish(batch, out):
+        seen.append((len(batch), out.requires_grad))
+        return out * 2
+
+    y = pr.predict_batches(net, x, 3, "cpu", finish)
+    assert seen == [(3, False), (3, False), (1, False)] and not net.training
+    assert torch.allclose(y, net(x).detach() * 2)
+    assert pr.predict_batches(lambda t: t + 1, x, 100, None, lambda b, o: o).equal(x + 1)
