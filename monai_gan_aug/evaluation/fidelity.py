@@ -383,14 +383,15 @@ def evaluate_box_fidelity(
 
     Args:
         generator: the trained generator (EMA weights).
-        objective: the family's objective (e.g. :class:`~monai_gan_aug.losses.objectives.pggan.PGGANBoxObjective`
-            with its checkpoint state loaded); its ``generate`` draws the images.
+        objective: the family's objective (e.g. :class:`~monai_gan_aug.losses.objectives.pggan.PGGANBoxObjective`);
+            its ``generate`` draws the images.
         num_samples: images to generate.
         seed: seed of image 0 (image ``i`` uses ``seed + i`` for its latent and its boxes).
         batch_size: generation batch size.
         device: device.
         output_dir: where to write ``fidelity.json`` and ``fidelity.md`` (None: write nothing).
-        sampler: a :class:`~monai_gan_aug.transforms.conditions.BoxSampler` (default ``objective.box_sampler``).
+        sampler: the :class:`~monai_gan_aug.transforms.conditions.BoxSampler` the box sets are drawn from
+            (required; e.g. the training run's ``box_sampler.json``).
         detector: optional detector for the recall columns (see :class:`BoxFidelity`).
         real_data: optional items with ``image`` (C, *spatial) and ``boxes``, scored the same way as the reference.
         max_real: use at most this many real items.
@@ -406,9 +407,9 @@ def evaluate_box_fidelity(
     from monai_gan_aug.data import gan_collate
     from monai_gan_aug.transforms.conditions import BoxConditionDataset
 
-    sampler = sampler if sampler is not None else getattr(objective, "box_sampler", None)
     if sampler is None:
-        raise ValueError("evaluate_box_fidelity needs a box sampler (argument or objective.box_sampler).")
+        raise ValueError("evaluate_box_fidelity needs a box sampler (sampler=...), e.g. BoxSampler.from_file of the "
+                         "training run's box_sampler.json.")
     loader = DataLoader(
         BoxConditionDataset(num_samples, sampler, seed), batch_size=batch_size, shuffle=False, collate_fn=gan_collate
     )

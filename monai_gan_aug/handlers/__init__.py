@@ -11,6 +11,7 @@ from .downstream import ClassificationEvaluationHandler, SegmentationEvaluationH
 from .fidelity import BoxFidelityHandler
 from .metrics import GanMetricHandler
 from .progress import GanProgressBar, TrainingSummary
+from .progressive import ProgressiveGrowingHandler
 from .sample_grid import SampleGridSaver
 from .settings import TrainingSettingsSaver
 from .writer import DiskSpaceError, SyntheticWriter, config_hash, file_sha256, reference_affine
@@ -25,6 +26,7 @@ __all__ = [
     "GanMetricHandler",
     "GanProgressBar",
     "TrainingSummary",
+    "ProgressiveGrowingHandler",
     "SampleGridSaver",
     "TrainingSettingsSaver",
     "SyntheticWriter",

@@ -29,14 +29,15 @@ class BoxFidelityHandler:
     ``engine.state.metrics`` (``<prefix>contrast``, ``<prefix>contrast_shuffled``, ``<prefix>contrast_gap``) and, with a
     ``log_dir`` or ``summary_writer``, to TensorBoard at the current iteration. Only rank 0 measures.
 
-    The box sets are drawn once from ``sampler`` (default: the engine objective's ``box_sampler``) with the seeds
-    ``seed, seed + 1, ...``; without a sampler they are the first training batch's boxes, repeated.
+    The box sets are drawn once from ``sampler`` with the seeds ``seed, seed + 1, ...``; without a sampler they are
+    the first training batch's boxes, repeated.
 
     Args:
         interval: iterations between measurements.
         num_samples: images per measurement.
         seed: first seed of the latents (and of the sampled box sets).
-        sampler: a :class:`~monai_gan_aug.transforms.conditions.BoxSampler`.
+        sampler: a :class:`~monai_gan_aug.transforms.conditions.BoxSampler` (e.g. the training set's,
+            ``"@box_sampler"`` in pggan_bbox's ``train.json``).
         log_dir: TensorBoard folder (a ``SummaryWriter`` is opened there).
         summary_writer: an existing writer (instead of ``log_dir``).
         prefix: metric name prefix.
@@ -80,9 +81,8 @@ class BoxFidelityHandler:
     def _boxes(self, engine: Engine) -> dict[str, list] | None:
         if self._batch is not None:
             return self._batch
-        sampler = self.sampler if self.sampler is not None else getattr(getattr(engine, "objective", None), "box_sampler", None)
-        if sampler is not None:
-            drawn = [sampler.sample(s) for s in self.seeds]
+        if self.sampler is not None:
+            drawn = [self.sampler.sample(s) for s in self.seeds]
             self._batch = {
                 GanKeys.BOXES.value: [torch.as_tensor(b, dtype=torch.float32) for b, _ in drawn],
                 GanKeys.BOX_LABELS.value: [torch.as_tensor(lab, dtype=torch.int64) for _, lab in drawn],

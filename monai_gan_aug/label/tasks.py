@@ -291,7 +291,7 @@ class GenerationTask(BasicInferTask):
         return cached[1], cached[2], cached[3], cached[4]
 
     def _after_load(self, objective: Any, checkpoint: str) -> None:
-        """Restore objective state a checkpoint carries (e.g. PGGAN's stage)."""
+        """Read what a newly loaded checkpoint changes (e.g. the settings beside it)."""
 
     def post_transforms(self, data: Mapping[str, Any] | None = None) -> Sequence[Callable]:
         return []  # run_inferer already returns image and label on the input's grid
@@ -450,14 +450,13 @@ class BoxesToImageTask(GenerationTask):
         parser["box_sampler"] = None  # boxes come from the request, not from the training set's box statistics
 
     def _check_objective(self, objective: Any) -> None:
-        if not hasattr(objective, "condition_maps") or not hasattr(objective, "load_checkpoint_state"):
+        from monai_gan_aug.losses.objectives.pggan import PGGANBoxObjective
+
+        if not isinstance(objective, PGGANBoxObjective):
             raise ValueError(
                 f"{self.bundle_path.name}: BoxesToImageTask needs a box-conditioned objective "
                 f"(PGGANBoxObjective), got {type(objective).__name__}."
             )
-
-    def _after_load(self, objective: Any, checkpoint: str) -> None:
-        objective.load_checkpoint_state(checkpoint)
 
     def pre_transforms(self, data: Mapping[str, Any] | None = None) -> Sequence[Callable]:
         return [_LoadInputs(["image"])]

@@ -18,7 +18,7 @@ from PIL import Image
 
 NET = {"image_size": 16, "fmap_base": 32, "fmap_max": 8, "latent_size": 8}
 TINY = {**NET, "batch_size": 2, "images_per_phase": 4, "save_interval": 1, "sample_interval": 1,
-        "fidelity_interval": 2, "fidelity_samples": 4, "train#handlers#6#iteration_log": 1}
+        "fidelity_interval": 2, "fidelity_samples": 4, "train#handlers#7#iteration_log": 1}
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +31,34 @@ def trained(demo_dir, tmp_path_factory):
     """Iterations 1-2: stable 4 px; 3-4: fade-in to 8 px (2 images per iteration, 4 per phase). Train 3, resume to 5."""
     out = tmp_path_factory.mktemp("run")
     run_config("pggan_bbox", "train.json", {**TINY, "dataset_dir": demo_dir, "output_dir": str(out), "max_iterations": 3})
-    first = torch.load(out / "checkpoints" / "checkpoint_3.pt", weights_only=True)["objective"]
+    first = torch.load(out / "checkpoints" / "checkpoint_3.pt", weights_only=True)
     wf = run_config("pggan_bbox", "train.json", {**TINY, "dataset_dir": demo_dir, "output_dir": str(out), "max_iterations": 5})
     return out, first, wf
 
 
+def growth(ckpt, entry="networks", name="generator"):
+    return int(ckpt[entry][f"{name}.stage"]), float(ckpt[entry][f"{name}.alpha"])
+
+
 def test_train_resumes_across_a_resolution_change(trained):
+    """The growth state is in the networks' state dict (the handler sets it from the iteration): the checkpoint of
+    iteration 3 is at the start of the 8 px fade-in, that of iteration 5 in the 8 px stable phase."""
     out, first, wf = trained
-    assert (first["iterations_done"], first["resolution"], first["phase"], first["alpha"]) == (2, 8, "fade", 0.0)
+    assert first["trainer"]["iteration"] == 3 and first["objective"] == {}
+    assert growth(first) == growth(first, "ema") == growth(first, name="discriminator") == (1, 0.0)
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.iteration == 5
     handler = next(h for h in wf.parser.get_parsed_content("train#handlers") if type(h).__name__ == "GanCheckpointHandler")
     assert handler.resumed_from.endswith("checkpoint_3.pt")
-    last = torch.load(out / "checkpoints" / "checkpoint_5.pt", weights_only=True)["objective"]
-    assert (last["iterations_done"], last["resolution"], last["phase"], last["alpha"]) == (4, 8, "stable", 1.0)
+    grower = next(h for h in wf.parser.get_parsed_content("train#handlers") if type(h).__name__ == "ProgressiveGrowingHandler")
+    assert (grower.current.resolution, grower.current.phase, grower.current.images_shown) == (8, "stable", 8)
+    last = torch.load(out / "checkpoints" / "checkpoint_5.pt", weights_only=True)
+    assert growth(last) == growth(last, "ema") == growth(last, name="discriminator") == (1, 1.0)
+    # the box maps come from the dataset (built before the random flip, flipped with the image)
+    item = wf.parser.get_parsed_content("train#dataset")[0]
+    from monai_gan_aug.transforms import boxes_to_condition_map
+
+    assert torch.equal(item["cond"], boxes_to_condition_map(item["boxes"], (16, 16)))
     assert max(os.listdir(out / "samples")) == "samples_0000005.png"
     sampler = json.loads((out / "box_sampler.json").read_text())
     assert sampler["image_size"] == [16, 16] and len(sampler["box_sets"]) == len(wf.parser.get_parsed_content("train#datalist"))

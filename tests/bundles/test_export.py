@@ -69,11 +69,11 @@ def test_exported_folder(bundle, exported):
                     filepath=str(REPO / "bundles" / "schemas" / "meta_schema_generator.json"))
     # the network's output at the exported stage (a PGGAN that has not grown yet draws 4 * 2**stage px; generation
     # upsamples to image_size)
-    side = 4 * 2 ** state["objective"]["stage"] if bundle == "pggan_bbox" else 16
+    side = 4 * 2 ** int(state["generator"]["stage"]) if bundle == "pggan_bbox" else 16
     assert meta["network_data_format"]["outputs"]["pred"]["spatial_shape"] == [side, side]
     assert meta["network_data_format"]["inputs"]["latent"]["num_channels"] == 8
     if bundle == "pggan_bbox":
-        assert {"stage", "alpha"} <= set(state["objective"])  # the growth stage inference restores
+        assert {"stage", "alpha"} <= set(state["generator"])  # the growth stage lives in the generator's weights
         assert (copy / "models" / "box_sampler.json").is_file()
     # the exported program runs on metadata-shaped inputs like the generator with the exported weights
     program = torch.export.load(str(copy / "models" / "model.pt2")).module()

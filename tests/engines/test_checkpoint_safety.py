@@ -21,6 +21,7 @@ from monai_gan_aug.losses.objectives import DCGANObjective
 from monai_gan_aug.losses.objectives.pggan import PGGANBoxObjective
 from monai_gan_aug.metrics.extractors import MonaiNetworkFeatures, _load_network
 from monai_gan_aug.networks.nets import DCGANDiscriminator, DCGANGenerator
+from monai_gan_aug.networks.nets.pggan import PGGANGenerator
 from monai_gan_aug.utils import CheckpointError, UnsafeCheckpointError, load_checkpoint
 
 
@@ -108,6 +109,10 @@ def test_generation_refuses_poisoned_checkpoint(poisoned):
 
 def test_pggan_generation_refuses_poisoned_checkpoint(poisoned):
     path, marker, global_name = poisoned
+    with pytest.raises(ValueError) as info:
+        load_generator_weights(PGGANGenerator(2, 8, 1, 1, 16, channels={4: 4, 8: 4, 16: 4}), str(path))
+    _check_refusal(info.value, path, global_name)
+    # the deprecated objective-state loader (bundles exported before the growth state moved into the networks)
     objective = PGGANBoxObjective(latent_size=8, max_resolution=16, images_per_phase=8, batch_size=4)
     with pytest.raises(UnsafeCheckpointError) as info:
         objective.load_checkpoint_state(str(path))
@@ -163,12 +168,12 @@ def test_real_checkpoint_loads_in_every_path(real_checkpoint, tiny_image_loader,
     resumed = make_trainer(tiny_image_loader, [handler], max_iterations=3)
     resumed.run()
     assert handler.resumed_from == str(path) and resumed.state.iteration == 3
-    # PGGAN objective state
-    objective = PGGANBoxObjective(latent_size=8, max_resolution=16, images_per_phase=8, batch_size=4)
+    # PGGAN growth state: buffers of the networks, plain tensors for weights_only
+    grown = PGGANGenerator(2, 8, 1, 1, 16, channels={4: 4, 8: 4, 16: 4}).set_growth(1, 0.5)
     pg_file = tmp_path / "pggan.pt"
-    torch.save({"objective": objective.state_dict()}, pg_file)
-    loaded = PGGANBoxObjective(latent_size=8, max_resolution=16, images_per_phase=8, batch_size=4)
-    assert loaded.load_checkpoint_state(str(pg_file)).state_dict() == objective.state_dict()
+    torch.save({"generator": grown.state_dict()}, pg_file)
+    loaded = load_generator_weights(PGGANGenerator(2, 8, 1, 1, 16, channels={4: 4, 8: 4, 16: 4}), str(pg_file))
+    assert loaded.growth == (1, 0.5)
 
 
 def test_checkpoint_with_legacy_numpy_random_state_loads(tmp_path):

@@ -159,10 +159,12 @@ def test_evaluate_box_fidelity_report(tmp_path):
 
     images, boxes = batch_with_lesions()
     sampler = BoxSampler(boxes, (64, 64))
-    obj = PGGANBoxObjective(latent_size=4, max_resolution=64, images_per_phase=8, box_sampler=sampler)
+    obj = PGGANBoxObjective(latent_size=4, max_resolution=64, images_per_phase=8)
     real = [{"image": images[i], "boxes": boxes[i]} for i in range(len(boxes))]
+    with pytest.raises(ValueError, match="box sampler"):
+        evaluate_box_fidelity(_Painter(), obj, num_samples=6)
     report = evaluate_box_fidelity(_Painter(), obj, num_samples=6, seed=3, batch_size=4, output_dir=tmp_path,
-                                   real_data=real)
+                                   sampler=sampler, real_data=real)
     assert report["generated"]["num_images"] == 6 and report["generated"]["contrast_gap"] > 2.0
     assert report["real"]["contrast"] > 3.0
     saved = json.loads((tmp_path / "fidelity.json").read_text())
@@ -178,10 +180,12 @@ def test_handler_writes_metrics_and_tensorboard(tmp_path):
     from monai_gan_aug.handlers.fidelity import BoxFidelityHandler
     from monai_gan_aug.losses.objectives.pggan import PGGANBoxObjective
     from monai_gan_aug.networks.nets.pggan import PGGANDiscriminator, PGGANGenerator
+    from monai_gan_aug.transforms.boxes.array import boxes_to_condition_map
 
     images, boxes = batch_with_lesions(4, size=16 * 4)
     small = torch.nn.functional.avg_pool2d(images, 4)
     data = [{"image": small[i], "boxes": torch.as_tensor(boxes[i]) / 4} for i in range(4)]
+    data = [dict(d, cond=boxes_to_condition_map(d["boxes"], (16, 16))) for d in data]  # the dataset's box maps
     loader = DataLoader(Dataset(data), batch_size=4, collate_fn=gan_collate)
     torch.manual_seed(0)
     g = PGGANGenerator(2, 4, 1, 1, 16, channels={4: 4, 8: 4, 16: 4})

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from monai.data import DataLoader, Dataset
@@ -18,6 +17,7 @@ from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.pggan import PGGANBoxObjective
 from monai_gan_aug.networks.blocks.progressive import area_downsample
 from monai_gan_aug.networks.nets.pggan import PGGANDiscriminator, PGGANGenerator
+from monai_gan_aug.transforms import BoxesToConditionMapd
 
 CH = {4: 4, 8: 4, 16: 4}
 BG, FG = -1.0, 0.9  # background and lesion value of the synthetic images: image == BG + (FG - BG) * box map
@@ -26,9 +26,12 @@ ALL = "color,translation,cutout"
 STABLE = {1: 4, 5: 8, 13: 16}
 
 
-class Engine:
-    def __init__(self, iteration):
-        self.state = type("State", (), {"iteration": iteration})()
+def grow(obj, iteration, *nets):
+    """What ProgressiveGrowingHandler does at the start of ``iteration`` (1-based)."""
+    st = obj.schedule.at(iteration - 1)
+    for net in nets:
+        net.set_growth(st.stage, st.alpha)
+    return st
 
 
 def make_objective(**kw):
@@ -56,7 +59,8 @@ def items(n=4):
 
 
 def prepared(obj, n=4):
-    batch = next(iter(DataLoader(Dataset(items(n)), batch_size=n, shuffle=False, collate_fn=gan_collate)))
+    data = Dataset(items(n), transform=BoxesToConditionMapd(keys="boxes", image_key="image"))
+    batch = next(iter(DataLoader(data, batch_size=n, shuffle=False, collate_fn=gan_collate)))
     return obj.prepare_batch(batch, torch.device("cpu"))
 
 
@@ -77,9 +81,10 @@ class BoxPainter(nn.Module):
     """A generator that paints its box map (pooled to the stage's resolution) like the real images, times a learnable
     gain: its fakes equal the reals at stable stages, so real / fake draws can be compared pixel for pixel."""
 
-    def __init__(self):
+    def __init__(self, stage=2):
         super().__init__()
         self.gain = nn.Parameter(torch.ones(()))
+        self.growth = (stage, 1.0)
 
     def forward(self, z, cond, stage, alpha):
         res = 4 * 2**stage
@@ -166,16 +171,16 @@ def test_every_critic_call_sees_aligned_augmented_inputs_with_independent_seeded
     res = STABLE[it]
     obj = make_objective(diffaugment="translation,cutout", mismatch_weight=1.0)
     batch = prepared(obj)
-    obj.on_iteration_started(Engine(it))
-    assert obj.current.resolution == res and obj.current.phase == "stable"
-    n = obj.current.batch_size
+    st = obj.schedule.at(it - 1)
+    assert st.resolution == res and st.phase == "stable"
+    n = st.batch_size
     reals = area_downsample(batch["image"][:n], 16 // res)
 
     def run(seed):
         torch.manual_seed(seed)
         critic = Recorder(PGGANDiscriminator(2, 1, 1, 16, channels=CH))
         torch.manual_seed(seed)
-        nets = {"generator": BoxPainter(), "discriminator": critic}
+        nets = {"generator": BoxPainter(st.stage), "discriminator": critic}
         ctx = ctx_for(nets, batch, it)
         d_loss, terms = obj.d_loss(ctx)
         g_loss, _ = obj.g_loss(ctx)
@@ -185,7 +190,7 @@ def test_every_critic_call_sees_aligned_augmented_inputs_with_independent_seeded
     calls, d_loss, gp, critic = run(11)
     # the penalty is the gradient norm at the critic's own (augmented) input, not through the augmentation
     x_hat = calls[2][0].requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat, calls[2][1], obj.current.stage, 1.0).sum(), x_hat)
+    (grad,) = torch.autograd.grad(critic(x_hat, calls[2][1], st.stage, 1.0).sum(), x_hat)
     torch.testing.assert_close(gp, ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean(), rtol=1e-4, atol=1e-6)
     assert len(calls) == 5  # real, fake, GP interpolates, real with the rolled maps, fake in the generator step
     for x, cond in calls:
@@ -219,6 +224,7 @@ def test_generator_gradient_flows_through_the_augmentation():
         def __init__(self, g):
             super().__init__()
             self.g = g
+            self.growth = g.growth
 
         def forward(self, *args):
             out = self.g(*args)
@@ -229,7 +235,7 @@ def test_generator_gradient_flows_through_the_augmentation():
     g = nets["generator"]
     obj = make_objective(diffaugment="cutout")
     batch = prepared(obj)
-    obj.on_iteration_started(Engine(13))  # 16 px: cut-out squares of 8 x 8
+    grow(obj, 13, g)  # 16 px: cut-out squares of 8 x 8
     torch.manual_seed(4)
     loss, _ = obj.g_loss(ctx_for({"generator": Keep(g), "discriminator": nets["discriminator"]}, batch, 13))
     g.zero_grad()
@@ -245,7 +251,6 @@ def test_generator_gradient_flows_through_the_augmentation():
     assert params and all(torch.isfinite(p).all() for p in params) and any(p.abs().sum() > 0 for p in params)
     # the same latents without augmentation: no pixel without gradient, and another loss
     plain = make_objective()
-    plain.on_iteration_started(Engine(13))
     torch.manual_seed(4)
     plain_loss, _ = plain.g_loss(ctx_for({"generator": Keep(g), "discriminator": nets["discriminator"]}, batch, 13))
     plain_loss.backward()
@@ -258,7 +263,7 @@ def test_full_policy_losses_finite_at_every_stage_including_fade_ins():
     batch = prepared(obj)
     torch.manual_seed(5)
     for it in (1, 3, 5, 8, 13):
-        obj.on_iteration_started(Engine(it))
+        grow(obj, it, *nets.values())
         ctx = ctx_for(nets, batch, it)
         d_loss, terms = obj.d_loss(ctx)
         g_loss, _ = obj.g_loss(ctx)
@@ -279,13 +284,13 @@ def test_bundle_trains_with_diffaugment(tmp_path):
     out = tmp_path / "run"
     overrides = {"image_size": 16, "fmap_base": 32, "fmap_max": 8, "latent_size": 8, "batch_size": 2, "images_per_phase": 4,
                  "save_interval": 5, "sample_interval": 100, "fidelity_interval": 100, "fidelity_samples": 4,
-                 "train#handlers#6#iteration_log": 1, "dataset_dir": str(demo), "output_dir": str(out),
+                 "train#handlers#7#iteration_log": 1, "dataset_dir": str(demo), "output_dir": str(out),
                  "max_iterations": 5, "diffaugment": ALL, "mismatch_weight": 1.0}
     wf = run_bundle("pggan_bbox", "train.json", overrides, workflow_type="train")
     obj = wf.parser.get_parsed_content("objective")
     assert obj.diffaugment == ("brightness", "saturation", "contrast", "translation", "cutout")
     trainer = wf.parser.get_parsed_content("train#trainer")
-    assert trainer.state.iteration == 5 and obj.current.resolution == 8
+    assert trainer.state.iteration == 5 and trainer.networks["generator"].resolution == 8
     for net in trainer.networks.values():
         assert all(torch.isfinite(p).all() for p in net.parameters())
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -301,4 +306,4 @@ def test_bundle_trains_with_diffaugment(tmp_path):
     settings = wf.parser.get_parsed_content("generator_settings")
     assert "diffaugment" not in settings
     ckpt = torch.load(out / "checkpoints" / "checkpoint_5.pt", weights_only=True)
-    assert np.isfinite(ckpt["objective"]["alpha"])
+    assert float(ckpt["networks"]["generator.alpha"]) == 1.0 and int(ckpt["networks"]["generator.stage"]) == 1

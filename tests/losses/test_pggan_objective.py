@@ -1,11 +1,12 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""PGGANBoxObjective: the growth schedule as a pure function of the iteration, fade-in of the reals, ragged box
-batches, generation per seed, the box sampler, and an exact resume across a resolution change."""
+"""PGGANBoxObjective: the growth schedule as a pure function of the iteration, driven into the networks by
+ProgressiveGrowingHandler, fade-in of the reals, ragged box batches and their maps built in the dataset, generation per
+seed, the box sampler, an exact resume across a resolution change, and checkpoints written before the growth state
+moved into the networks."""
 
 from __future__ import annotations
 
 import json
-import types
 
 import numpy as np
 import pytest
@@ -14,23 +15,26 @@ from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 
 from monai_gan_aug.data import gan_collate
-from monai_gan_aug.engines import AdversarialTrainer
-from monai_gan_aug.handlers import GanCheckpointHandler
+from monai_gan_aug.engines import AdversarialTrainer, load_generator_weights
+from monai_gan_aug.handlers import GanCheckpointHandler, ProgressiveGrowingHandler
 from monai_gan_aug.losses.objectives.base import PhaseContext
-from monai_gan_aug.losses.objectives.pggan import (
-    PGGANBoxObjective,
-    ProgressiveSchedule,
-    boxes_as_list,
-)
+from monai_gan_aug.losses.objectives.pggan import PGGANBoxObjective
 from monai_gan_aug.networks.blocks.progressive import area_downsample, nearest_upsample
+from monai_gan_aug.networks.growth import ProgressiveSchedule
 from monai_gan_aug.networks.nets.pggan import PGGANDiscriminator, PGGANGenerator
+from monai_gan_aug.transforms import BoxesToConditionMapd
+from monai_gan_aug.transforms.boxes.batch import boxes_as_list, condition_map_batch
 from monai_gan_aug.transforms.conditions import BoxConditionDataset, BoxSampler
 
 CH = {4: 4, 8: 4, 16: 4}
 
 
-def fake_engine(iteration):
-    return types.SimpleNamespace(state=types.SimpleNamespace(iteration=iteration))
+def grow(nets, obj, iteration):
+    """What ProgressiveGrowingHandler does at the start of ``iteration`` (1-based)."""
+    st = obj.schedule.at(iteration - 1)
+    for net in nets.values():
+        net.set_growth(st.stage, st.alpha)
+    return st
 
 
 def test_schedule_alpha_is_a_function_of_images_shown():
@@ -97,10 +101,12 @@ def items(n=8, size=16):
 
 
 def loader(n=8, batch_size=4):
-    return DataLoader(Dataset(items(n)), batch_size=batch_size, shuffle=False, collate_fn=gan_collate)
+    """The bundle's pipeline: the box maps are built by a transform in the dataset."""
+    data = Dataset(items(n), transform=BoxesToConditionMapd(keys="boxes", image_key="image"))
+    return DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=gan_collate)
 
 
-def test_collate_keeps_ragged_boxes_and_prepare_batch_builds_maps():
+def test_collate_keeps_ragged_boxes_the_dataset_builds_maps_and_prepare_batch_only_moves():
     batch = next(iter(loader()))
     assert batch["image"].shape == (4, 1, 16, 16)
     assert [tuple(b.shape) for b in batch["boxes"]] == [(0, 4), (1, 4), (2, 4), (0, 4)]
@@ -108,40 +114,45 @@ def test_collate_keeps_ragged_boxes_and_prepare_batch_builds_maps():
     obj = make_objective()
     prepared = obj.prepare_batch(batch, torch.device("cpu"))
     cond = prepared["cond"]
-    assert cond.shape == (4, 1, 16, 16)
+    assert cond.shape == (4, 1, 16, 16) and torch.equal(cond, batch["cond"])
     assert cond[0].sum() == 0 and cond[1, 0, 2:6, 3:7].min() == 1 and cond[1].sum() == 16
     assert cond[2].sum() == 16 + 12
+    assert prepared["boxes"] is batch["boxes"]  # nothing is converted
+    torch.testing.assert_close(condition_map_batch(boxes_as_list(batch["boxes"], 4, 2), (16, 16)), cond)
     # MONAI's default collate of equal box counts gives one (n, M, 4) tensor: accepted too
-    eq = {"image": batch["image"][:2], "boxes": torch.tensor([[[0.0, 0, 4, 4]], [[4.0, 4, 8, 8]]])}
-    assert obj.prepare_batch(eq, torch.device("cpu"))["cond"][:, 0].sum((1, 2)).tolist() == [16.0, 16.0]
-    with pytest.raises(ValueError, match="boxes"):
-        obj.prepare_batch({"image": batch["image"]}, torch.device("cpu"))
-    with pytest.raises(ValueError, match="max_resolution"):
-        obj.prepare_batch({"image": torch.zeros(1, 1, 8, 8), "boxes": [[]]}, torch.device("cpu"))
+    eq = boxes_as_list(torch.tensor([[[0.0, 0, 4, 4]], [[4.0, 4, 8, 8]]]), 2, 2)
+    assert condition_map_batch(eq, (16, 16))[:, 0].sum((1, 2)).tolist() == [16.0, 16.0]
     with pytest.raises(TypeError, match="gan_collate"):
         boxes_as_list(torch.zeros(4), 1, 2)
+    # the losses say what is missing
+    ctx = PhaseContext(nets=make_nets(), batch={"image": batch["image"]}, iteration=1, repeat=0, outputs={},
+                       device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="BoxesToConditionMapd"):
+        obj.d_loss(ctx)
+    ctx.batch = {"image": torch.zeros(1, 1, 8, 8), "cond": torch.zeros(1, 1, 8, 8)}
+    with pytest.raises(ValueError, match="max_resolution"):
+        obj.g_loss(ctx)
 
 
 def test_reals_fade_in_with_the_networks_alpha():
     obj = make_objective()
     x = torch.rand(2, 1, 16, 16)
-    obj.on_iteration_started(fake_engine(3 + 1))  # 3 iterations done: 2nd of the 8 px fade-in, alpha 4/8
-    st = obj.current
+    st = obj.schedule.at(3)  # 3 iterations done: 2nd of the 8 px fade-in, alpha 4/8
     assert (st.resolution, st.phase, st.alpha) == (8, "fade", 0.5)
     x8 = area_downsample(x, 2)
     expected = torch.lerp(nearest_upsample(area_downsample(x8, 2), 2), x8, 0.5)
-    torch.testing.assert_close(obj._real_at_resolution(x, st), expected)
-    obj.on_iteration_started(fake_engine(5 + 1))
-    assert obj.current.phase == "stable" and obj.current.alpha == 1.0
-    torch.testing.assert_close(obj._real_at_resolution(x, obj.current), x8)
+    torch.testing.assert_close(obj._real_at_resolution(x, 8, 0.5), expected)
+    st = obj.schedule.at(5)
+    assert st.phase == "stable" and st.alpha == 1.0
+    torch.testing.assert_close(obj._real_at_resolution(x, 8, 1.0), x8)
 
 
-def test_losses_use_the_resolution_batch_size_and_are_finite():
+def test_losses_use_the_networks_resolution_and_batch_size_and_are_finite():
     obj = make_objective()
     nets = make_nets()
     batch = obj.prepare_batch(next(iter(loader())), torch.device("cpu"))
     for it, (res, n) in {1: (4, 4), 3: (8, 4), 13: (16, 2)}.items():
-        obj.on_iteration_started(fake_engine(it))
+        grow(nets, obj, it)
         ctx = PhaseContext(nets=nets, batch=batch, iteration=it, repeat=0, outputs={}, device=torch.device("cpu"))
         d_loss, terms = obj.d_loss(ctx)
         g_loss, g_terms = obj.g_loss(ctx)
@@ -156,7 +167,7 @@ def test_optional_mismatch_term():
     obj = make_objective(mismatch_weight=2.0, mismatch_margin=0.5)
     nets = make_nets()
     batch = obj.prepare_batch(next(iter(loader())), torch.device("cpu"))
-    obj.on_iteration_started(fake_engine(1))
+    grow(nets, obj, 1)
     ctx = PhaseContext(nets=nets, batch=batch, iteration=1, repeat=0, outputs={}, device=torch.device("cpu"))
     torch.manual_seed(5)
     loss, terms = obj.d_loss(ctx)
@@ -170,7 +181,6 @@ def test_optional_mismatch_term():
     expected = (torch.relu(0.5 - own + wrong) * differs).sum() / differs.sum()
     torch.testing.assert_close(terms["mismatch"], expected, rtol=1e-4, atol=1e-5)
     base = make_objective()
-    base.on_iteration_started(fake_engine(1))
     torch.manual_seed(5)
     base_loss, _ = base.d_loss(ctx)
     torch.testing.assert_close(loss, base_loss + 2.0 * expected, rtol=1e-4, atol=1e-4)
@@ -181,7 +191,9 @@ def test_optional_mismatch_term():
 def test_generate_per_seed_with_batch_or_sampler_boxes():
     obj = make_objective()
     nets = {k: v.eval() for k, v in make_nets().items()}
-    obj.on_iteration_started(fake_engine(4))  # fading to 8 px: images come back at 16 px
+    assert nets["generator"].resolution == 16  # a new generator is fully grown
+    grow(nets, obj, 4)  # fading to 8 px: images come back at 16 px
+    assert nets["generator"].growth == (1, 0.5)
     with pytest.raises(ValueError, match="box"):
         obj.generate(nets, 2, seeds=[1, 2])
     batch = {"boxes": [torch.tensor([[1.0, 1, 5, 5]]), torch.zeros(0, 4), torch.tensor([[8.0, 8, 12, 12]])]}
@@ -193,16 +205,20 @@ def test_generate_per_seed_with_batch_or_sampler_boxes():
     assert out["cond"][0, 0, 1:5, 1:5].min() == 1 and out["cond"][1].sum() == 0
     assert [b.shape[0] for b in out["boxes"]] == [1, 0, 1] and [len(lb) for lb in out["box_labels"]] == [1, 0, 1]
 
-    sampler = BoxSampler([np.array([[2.0, 2, 6, 6]]), np.array([[8.0, 8, 14, 12], [1.0, 9, 4, 14]])], (16, 16))
-    obj.box_sampler = sampler
+    # the generator's own stage: the same images as asking it explicitly
+    g = nets["generator"]
+    z, cond = out["latents"], out["cond"]
     with torch.no_grad():
-        a = obj.generate(nets, 2, seeds=[11, 12])
-        b = obj.generate(nets, 2, seeds=[11, 12])
+        torch.testing.assert_close(out["image"], nearest_upsample(g(z, cond, 1, 0.5), 2))
+
+    sampler = BoxSampler([np.array([[2.0, 2, 6, 6]]), np.array([[8.0, 8, 14, 12], [1.0, 9, 4, 14]])], (16, 16))
+    drawn = gan_collate([BoxConditionDataset(2, sampler, seed=11)[i] for i in range(2)])
+    with torch.no_grad():
+        a = obj.generate(nets, 2, batch=drawn, seeds=drawn["seed"].tolist())
+        b = obj.generate(nets, 2, batch=drawn, seeds=[11, 12])
     torch.testing.assert_close(a["image"], b["image"])
     assert all(torch.equal(x, y) for x, y in zip(a["boxes"], b["boxes"]))
     torch.testing.assert_close(a["boxes"][0], torch.as_tensor(sampler.sample(11)[0]))
-    # a fresh objective (not driven by a trainer) generates with the final stage
-    assert make_objective().current.resolution == 16
 
 
 def test_box_sampler_deterministic_inside_image_and_foreground():
@@ -269,41 +285,96 @@ def test_box_sampler_files_and_dataset(tmp_path):
     assert from_user.sample(0, index=1)[0].shape == (0, 4) and from_user.sample(5, index=2)[0].tolist() == [[1, 1, 4, 4]]
 
 
-def trainer_for(tmp_path, max_iterations, handlers=None):
+def trainer_for(tmp_path, max_iterations, handlers=()):
     nets = make_nets()
     opt = {k: torch.optim.Adam(v.parameters(), 1e-3, betas=(0.0, 0.99)) for k, v in nets.items()}
     obj = make_objective()
     return AdversarialTrainer("cpu", 100, loader(n=4), nets, opt, obj, max_iterations=max_iterations,
-                      ema={"generator": 0.9}, handlers=handlers)
+                              ema={"generator": 0.9}, handlers=[ProgressiveGrowingHandler(), *handlers])
+
+
+def seen_growth(trainer):
+    """(iteration, resolution, alpha) of the generator, its EMA copy and the critic at every iteration's start."""
+    seen = []
+
+    def record(e):
+        nets = [e.networks["generator"], e.ema_networks["generator"], e.networks["discriminator"]]
+        assert len({n.growth for n in nets}) == 1  # every network is driven
+        seen.append((e.state.iteration, nets[0].resolution, nets[0].growth[1]))
+
+    trainer.add_event_handler(Events.ITERATION_STARTED, record)
+    return seen
 
 
 def test_resume_across_a_resolution_change(tmp_path):
     """Schedule (4 images per iteration at 4 and 8 px, 2 at 16 px, 8 per phase): iterations 1-2 stable 4 px,
     3-4 fade to 8 px, 5-6 stable 8 px, 7-10 fade to 16 px. Stop inside the 8 px fade-in, resume, and continue
-    to iteration 8 (inside the 16 px fade-in): stage, alpha and weights match an uninterrupted run."""
-    seen_straight, seen_resumed = [], []
+    to iteration 8 (inside the 16 px fade-in): stage, alpha and weights match an uninterrupted run; the growth state
+    is in the networks' state dict, and a generator loaded from a checkpoint alone generates at its stage."""
     torch.manual_seed(1)
     straight = trainer_for(tmp_path / "a", 8)
-    straight.add_event_handler(Events.ITERATION_STARTED, lambda e: seen_straight.append((e.state.iteration, e.objective.current.resolution, e.objective.current.alpha)))
+    seen_straight = seen_growth(straight)
     straight.run()
 
     torch.manual_seed(1)
     first = trainer_for(tmp_path, 3, handlers=[GanCheckpointHandler(tmp_path / "ck", save_interval=1)])
     first.run()
-    assert first.objective.state_dict()["resolution"] == 8 and first.objective.state_dict()["alpha"] == 0.0
+    assert (first.networks["generator"].resolution, first.networks["generator"].growth[1]) == (8, 0.0)
     torch.manual_seed(999)
     handler = GanCheckpointHandler(tmp_path / "ck", save_interval=1, n_saved=None)  # keeps checkpoint_3 (used below)
     second = trainer_for(tmp_path, 8, handlers=[handler])
-    second.add_event_handler(Events.ITERATION_STARTED, lambda e: seen_resumed.append((e.state.iteration, e.objective.current.resolution, e.objective.current.alpha)))
+    seen_resumed = seen_growth(second)
     second.run()
     assert handler.resumed_from.endswith("checkpoint_3.pt")
     assert seen_resumed == seen_straight[3:]
     assert seen_resumed[0] == (4, 8, 0.5) and seen_resumed[-1] == (8, 16, 0.25)
-    state = torch.load(tmp_path / "ck" / "checkpoint_8.pt", weights_only=True)["objective"]
-    assert (state["iterations_done"], state["resolution"], state["alpha"]) == (7, 16, 0.25)
+    state = torch.load(tmp_path / "ck" / "checkpoint_8.pt", weights_only=True)
+    for entry, name in (("networks", "generator"), ("networks", "discriminator"), ("ema", "generator")):
+        assert (int(state[entry][f"{name}.stage"]), float(state[entry][f"{name}.alpha"])) == (2, 0.25)
+    assert state["objective"] == {}  # no objective state any more
     for name in ("generator", "discriminator"):
         for a, b in zip(straight.networks[name].parameters(), second.networks[name].parameters()):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    # generation from the checkpoint uses the stage it was at
-    fresh = make_objective().load_checkpoint_state(str(tmp_path / "ck" / "checkpoint_3.pt"))
-    assert (fresh.current.resolution, fresh.current.alpha) == (8, 0.0)
+    # generation from the checkpoint's generator alone uses the stage it was at
+    g = load_generator_weights(make_nets()["generator"], str(tmp_path / "ck" / "checkpoint_3.pt")).eval()
+    assert g.growth == (1, 0.0) and g.resolution == 8
+    with torch.no_grad():
+        out = make_objective().generate({"generator": g}, 1, batch={"boxes": [torch.tensor([[1.0, 1, 5, 5]])]}, seeds=[3])
+        torch.testing.assert_close(out["image"], nearest_upsample(g(out["latents"], out["cond"], 1, 0.0), 2))
+
+
+def test_checkpoints_written_before_the_growth_state_moved_into_the_networks(tmp_path):
+    """An older checkpoint kept stage / alpha in its 'objective' entry and none in the networks: it still resumes
+    (the handler sets the stage from the iteration) and its generator loads (fully grown unless the deprecated
+    load_checkpoint_state reads the old entry, as bundles exported before call it)."""
+    torch.manual_seed(1)
+    straight = trainer_for(tmp_path / "a", 5)
+    seen_straight = seen_growth(straight)
+    straight.run()
+    torch.manual_seed(1)
+    trainer_for(tmp_path, 3, handlers=[GanCheckpointHandler(tmp_path / "new", save_interval=3)]).run()
+    state = torch.load(tmp_path / "new" / "checkpoint_3.pt", weights_only=True)
+    for entry in ("networks", "ema"):
+        state[entry] = {k: v for k, v in state[entry].items() if not k.endswith((".stage", ".alpha"))}
+    state["objective"] = {"iterations_done": 2, "stage": 1, "resolution": 8, "alpha": 0.0, "phase": "fade",
+                          "phase_index": 1, "batch_size": 4, "images_shown": 8}
+    (tmp_path / "old").mkdir()
+    torch.save(state, tmp_path / "old" / "checkpoint_3.pt")
+
+    g = load_generator_weights(make_nets()["generator"], str(tmp_path / "old" / "checkpoint_3.pt"))
+    assert g.growth == (2, 1.0)  # strict load; no stored stage: fully grown
+    obj = make_objective()
+    with pytest.warns(FutureWarning, match="deprecated"):
+        assert obj.load_checkpoint_state(str(tmp_path / "old" / "checkpoint_3.pt")) is obj
+    with torch.no_grad():
+        out = obj.generate({"generator": g.eval()}, 1, batch={"boxes": [torch.zeros(0, 4)]}, seeds=[1])
+        torch.testing.assert_close(out["image"], nearest_upsample(g(out["latents"], out["cond"], 1, 0.0), 2))
+    with pytest.warns(FutureWarning):
+        obj.load_checkpoint_state(str(tmp_path / "new" / "checkpoint_3.pt"))  # a new file: the networks' own stage
+    assert obj._legacy_growth is None
+
+    torch.manual_seed(999)
+    resumed = trainer_for(tmp_path, 5, handlers=[GanCheckpointHandler(tmp_path / "old", save_interval=1)])
+    seen = seen_growth(resumed)
+    resumed.run()
+    assert seen == seen_straight[3:] and resumed.state.iteration == 5

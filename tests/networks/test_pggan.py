@@ -1,9 +1,11 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""PGGAN networks: shapes at every stage, fade-in, equalised learning rate, minibatch std, and that the box map
-reaches every resolution block of both networks."""
+"""PGGAN networks: shapes at every stage, fade-in, equalised learning rate, minibatch std, that the box map
+reaches every resolution block of both networks, and the growth state saved in their state dict."""
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 
 import pytest
@@ -184,3 +186,50 @@ def test_channels_rule_and_errors():
         d(torch.randn(1, 1, 8, 8), None, 0)
     with pytest.raises(ValueError, match="smaller than"):
         g(torch.randn(1, 8), torch.zeros(1, 1, 4, 4), 1)
+
+
+def test_growth_state_lives_in_the_state_dict():
+    """stage / alpha are buffers: forward uses them when not given, a loaded state dict restores them (so the
+    generator alone generates at the stage it was saved at), and a state dict without them (written before) loads."""
+    g, d = nets()
+    assert g.growth == d.growth == (3, 1.0) and g.resolution == 32  # new networks are fully grown
+    z, c = torch.randn(2, 8), box_map(2, 32)
+    assert g.set_growth(1, 0.25) is g and d.set_growth(1, 0.25) is d
+    sd = g.state_dict()
+    assert int(sd["stage"]) == 1 and float(sd["alpha"]) == 0.25 and int(d.state_dict()["stage"]) == 1
+    with torch.no_grad():
+        x = g(z, c)
+        torch.testing.assert_close(x, g(z, c, 1, 0.25))
+        assert x.shape == (2, 1, 8, 8) and g(z, c, 1).shape == (2, 1, 8, 8)  # an explicit stage alone: alpha 1
+        assert not torch.allclose(g(z, c, 1), x)
+        torch.testing.assert_close(d(x, c), d(x, c, 1, 0.25))
+        fresh = nets()[0]
+        fresh.load_state_dict(torch.load(_saved(sd), weights_only=True))
+        assert fresh.growth == (1, 0.25) and fresh.resolution == 8
+        torch.testing.assert_close(fresh(z, c), x)
+        old = nets()[0]
+        old.load_state_dict({k: v for k, v in sd.items() if k not in ("stage", "alpha")})  # strict: still loads
+        assert old.growth == (3, 1.0)
+    assert copy.deepcopy(g).growth == (1, 0.25)  # e.g. the trainer's EMA copy
+    with pytest.raises(ValueError, match="alpha"):
+        g.set_growth(1, 1.5)
+    with pytest.raises(ValueError, match="stage"):
+        g.set_growth(4)
+    bad = dict(sd, stage=torch.tensor(7))
+    with pytest.raises(RuntimeError, match="stage 7"):
+        nets()[0].load_state_dict(bad)
+
+
+def _saved(sd):
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_export_sees_the_growth_stage_as_a_constant():
+    g = PGGANGenerator(2, 8, 1, 1, 8, channels={4: 4, 8: 4}).eval().set_growth(0)
+    z, c = torch.randn(1, 8), torch.zeros(1, 1, 8, 8)
+    program = torch.export.export(g, (z, c)).module()
+    torch.testing.assert_close(program(z, c), g(z, c))
+    assert program(z, c).shape == (1, 1, 4, 4)

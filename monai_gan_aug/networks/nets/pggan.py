@@ -16,6 +16,10 @@ Architecture (Karras et al., Table 2, with a configurable channel count per reso
 * growing: ``stage`` selects the output / input resolution ``4 * 2 ** stage``; while ``alpha < 1`` the newest
   block is faded in: the generator's image is ``(1 - alpha) * up(toRGB_{s-1}(h_{s-1})) + alpha * toRGB_s(h_s)``,
   the critic's features ``(1 - alpha) * fromRGB_{s-1}(down(x)) + alpha * block_s(fromRGB_s(x))``.
+* growth state: each network holds its ``stage`` and ``alpha`` as buffers, saved in its state dict, so a network
+  loaded from a checkpoint runs at the stage it was trained at with no other state (see :class:`ProgressiveNetwork`).
+  During training :class:`~monai_gan_aug.handlers.ProgressiveGrowingHandler` sets them every iteration from the
+  schedule (:class:`~monai_gan_aug.networks.growth.ProgressiveSchedule`).
 
 Conditioning (Han et al.): the boxes of an image are rasterised into a map that is 1 inside any box (see
 :func:`monai_gan_aug.transforms.boxes.boxes_to_condition_map`). That map, area-pooled to each resolution, is
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,23 +50,26 @@ from monai_gan_aug.networks.blocks.progressive import (
     channels_per_resolution,
     nearest_upsample,
 )
+from monai_gan_aug.networks.growth import pggan_resolutions
 
-__all__ = ["PGGANDiscriminator", "PGGANGenerator", "pggan_resolutions"]
-
-
-def pggan_resolutions(max_resolution: int) -> list[int]:
-    """``[4, 8, ..., max_resolution]``; ``max_resolution`` must be a power of two >= 4."""
-    if not isinstance(max_resolution, int) or max_resolution < 4 or max_resolution & (max_resolution - 1):
-        raise ValueError(f"max_resolution must be a power of two >= 4, got {max_resolution!r}.")
-    return [2**k for k in range(2, int(math.log2(max_resolution)) + 1)]
+__all__ = ["PGGANDiscriminator", "PGGANGenerator", "ProgressiveNetwork", "pggan_resolutions"]
 
 
-class _Progressive(nn.Module):
-    """Shared argument handling of the two networks."""
+class ProgressiveNetwork(nn.Module):
+    """Shared parts of the two networks: argument checks and the growth state.
+
+    The growth state is two buffers, ``stage`` (int64) and ``alpha`` (float32), saved in the state dict: loading a
+    network's state dict is enough to run it at the stage and fade-in it was saved at. A new network is fully grown
+    (last stage, ``alpha`` 1). ``forward`` reads a Python copy of the buffers (no device sync, and ``torch.export``
+    sees constants), so change the state with :meth:`set_growth`, not by writing the buffers. A state dict written
+    before these buffers existed loads too (the network keeps its current state, fully grown when new).
+    """
 
     spatial_dims: int
     cond_channels: int
     resolutions: list[int]
+    stage: torch.Tensor
+    alpha: torch.Tensor
 
     def _init_common(self, spatial_dims: int, cond_channels: int, max_resolution: int) -> None:
         if spatial_dims not in (2, 3):
@@ -71,20 +79,67 @@ class _Progressive(nn.Module):
         self.spatial_dims, self.cond_channels = int(spatial_dims), int(cond_channels)
         self.resolutions = pggan_resolutions(int(max_resolution))
         self.max_resolution = self.resolutions[-1]
+        self.register_buffer("stage", torch.tensor(self.num_stages - 1, dtype=torch.int64))
+        self.register_buffer("alpha", torch.tensor(1.0, dtype=torch.float32))
+        self._growth = (self.num_stages - 1, 1.0)
 
     @property
     def num_stages(self) -> int:
         return len(self.resolutions)
 
-    def _stage(self, stage: int | None) -> int:
-        if stage is None:
-            return self.num_stages - 1
+    @property
+    def growth(self) -> tuple[int, float]:
+        """``(stage, alpha)`` the network runs at when ``forward`` is not given them."""
+        return self._growth
+
+    @property
+    def resolution(self) -> int:
+        """Side of the images at the current stage, ``4 * 2 ** stage``."""
+        return self.resolutions[self._growth[0]]
+
+    def set_growth(self, stage: int, alpha: float = 1.0) -> ProgressiveNetwork:
+        """Set the growth stage and the fade-in weight of its newest block (buffers and their Python copy)."""
+        stage, alpha = self._stage(stage), float(alpha)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"{type(self).__name__}: alpha must be in [0, 1], got {alpha}.")
+        if (stage, alpha) != self._growth:
+            with torch.no_grad():
+                self.stage.fill_(stage)
+                self.alpha.fill_(alpha)
+            self._growth = (stage, alpha)
+        return self
+
+    def _load_from_state_dict(
+        self, state_dict: Mapping[str, Any], prefix: str, local_metadata: Any, strict: bool, missing_keys: list[str],
+        unexpected_keys: list[str], error_msgs: list[str],
+    ) -> None:
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        for name in ("stage", "alpha"):  # a state dict written before the growth state was stored
+            if prefix + name in missing_keys:
+                missing_keys.remove(prefix + name)
+        stage = int(self.stage)
+        if not 0 <= stage < self.num_stages:
+            error_msgs.append(f"{type(self).__name__}: stage {stage} in the state dict does not exist for resolutions "
+                              f"{self.resolutions}; build the network with the max_resolution of training.")
+            return
+        self._growth = (stage, float(self.alpha))
+
+    def _stage(self, stage: int) -> int:
         if not 0 <= int(stage) < self.num_stages:
             raise ValueError(
                 f"{type(self).__name__}: stage must be in 0..{self.num_stages - 1} (resolutions {self.resolutions}), "
                 f"got {stage}."
             )
         return int(stage)
+
+    def _resolve(self, stage: int | None, alpha: float | None) -> tuple[int, float]:
+        """``forward``'s stage and alpha: the given ones, else the network's state (an explicit stage alone keeps
+        its old default, alpha 1)."""
+        if stage is None:
+            stage, default = self._growth
+        else:
+            default = 1.0
+        return self._stage(stage), float(default if alpha is None else alpha)
 
     def _pyramid(self, cond: torch.Tensor | None, n: int, resolution: int, ref: torch.Tensor) -> ConditionPyramid | None:
         if self.cond_channels == 0:
@@ -127,7 +182,7 @@ class _GeneratorBlock(nn.Module):
         return x
 
 
-class PGGANGenerator(_Progressive):
+class PGGANGenerator(ProgressiveNetwork):
     """Progressively grown, box-conditioned generator (Karras et al. 2018; Han et al. 2019).
 
     Args:
@@ -181,7 +236,7 @@ class PGGANGenerator(_Progressive):
         self.final_activation = nn.Tanh() if final_activation == "tanh" else nn.Identity()
 
     def forward(
-        self, z: torch.Tensor, cond: torch.Tensor | None = None, stage: int | None = None, alpha: float = 1.0
+        self, z: torch.Tensor, cond: torch.Tensor | None = None, stage: int | None = None, alpha: float | None = None
     ) -> torch.Tensor:
         """Generate images of side ``4 * 2 ** stage``.
 
@@ -189,10 +244,11 @@ class PGGANGenerator(_Progressive):
             z: latents ``(N, latent_size)`` (trailing singleton dims allowed).
             cond: condition map ``(N, cond_channels, *spatial)`` at the current resolution or any larger power of two
                 (area-pooled to each block's size); None means no boxes (all zeros).
-            stage: growth stage (0: 4 px; default: the last).
-            alpha: fade-in weight of the newest block in ``[0, 1]`` (1: fully grown).
+            stage: growth stage (0: 4 px; default: the network's, see :meth:`set_growth`).
+            alpha: fade-in weight of the newest block in ``[0, 1]`` (1: fully grown; default: the network's when
+                ``stage`` is not given either, else 1).
         """
-        stage = self._stage(stage)
+        stage, a = self._resolve(stage, alpha)
         if z.ndim > 2:
             z = z.reshape(z.shape[0], -1)
         if z.ndim != 2 or z.shape[1] != self.latent_size:
@@ -207,7 +263,6 @@ class PGGANGenerator(_Progressive):
             prev = x
             x = self.blocks[s](x, pyramid[self.resolutions[s]] if pyramid is not None else None)
         img = self.to_rgb[stage](x)
-        a = float(alpha)
         if stage > 0 and a < 1.0:
             low = nearest_upsample(self.to_rgb[stage - 1](prev), 2)
             img = torch.lerp(low, img, a)
@@ -245,7 +300,7 @@ class _DiscriminatorHead(nn.Module):
         return self.fc(x.reshape(x.shape[0], -1))
 
 
-class PGGANDiscriminator(_Progressive):
+class PGGANDiscriminator(ProgressiveNetwork):
     """Progressively grown, box-conditioned WGAN-GP critic (Karras et al. 2018; Han et al. 2019), returning one
     score per sample, shape ``(N, 1)``.
 
@@ -293,7 +348,7 @@ class PGGANDiscriminator(_Progressive):
         self.head = _DiscriminatorHead(d, self.channels[4], self.cond_channels, mbstd_group_size, mbstd_features)
 
     def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, stage: int | None = None, alpha: float = 1.0
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, stage: int | None = None, alpha: float | None = None
     ) -> torch.Tensor:
         """Score images of side ``4 * 2 ** stage``.
 
@@ -301,10 +356,10 @@ class PGGANDiscriminator(_Progressive):
             x: images ``(N, in_channels, *spatial)`` at the current resolution.
             cond: condition map ``(N, cond_channels, *spatial)`` at the current resolution or any larger power of two;
                 None means no boxes.
-            stage: growth stage (default: the last).
-            alpha: fade-in weight of the newest block in ``[0, 1]``.
+            stage: growth stage (default: the network's, see :meth:`set_growth`).
+            alpha: fade-in weight of the newest block in ``[0, 1]`` (default: as :meth:`PGGANGenerator.forward`).
         """
-        stage = self._stage(stage)
+        stage, a = self._resolve(stage, alpha)
         res = self.resolutions[stage]
         want = (self.in_channels,) + (res,) * self.spatial_dims
         if x.ndim != self.spatial_dims + 2 or tuple(x.shape[1:]) != want:
@@ -323,7 +378,6 @@ class PGGANDiscriminator(_Progressive):
         h = self.from_rgb[stage](cat(x, res))
         if stage > 0:
             h = self.blocks[stage](h, c(res))
-            a = float(alpha)
             if a < 1.0:
                 low_res = self.resolutions[stage - 1]
                 h_low = self.from_rgb[stage - 1](cat(area_downsample(x, 2), low_res))
