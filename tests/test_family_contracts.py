@@ -12,7 +12,7 @@
   built objective.
 
 Sizes: :data:`TINY` (the model-zoo test's small networks) plus :data:`TINY_TRAIN` (training-only sizes), applied to
-the ids a bundle's ``train.json`` has; a family whose size settings are named otherwise fails
+the ids a bundle's ``train.json`` (composed with its ``common.json``) has; a family whose size settings are named otherwise fails
 :func:`test_bundle_trains_one_iteration_and_infers` on its parameter count, saying to add its names here.
 """
 
@@ -37,6 +37,7 @@ if str(_BUNDLE_TESTS) not in sys.path:
 from bundle_utils import REPO, run_config, tiny_demo  # noqa: E402
 from test_model_zoo import TINY  # noqa: E402
 
+from monai_gan_aug.engines.bundles import bundle_config_files, read_bundle_config  # noqa: E402
 from monai_gan_aug.engines.families import bundle_infos, families, family, locate  # noqa: E402
 from monai_gan_aug.losses.objectives import GanObjective  # noqa: E402
 
@@ -56,11 +57,11 @@ MAX_TINY_PARAMETERS = 500_000
 N_SAMPLES = 3
 
 
-def _overrides(config_file: Path, for_inference: bool = False) -> dict:
-    """The tiny values of the settings ``config_file`` has, leaving network settings it leaves at ``None`` (derived,
-    e.g. pggan_bbox's ``channels``) alone, and at inference those it reads from the trained checkpoint
-    (``trained_setting``) and the training-only ones."""
-    config = json.loads(config_file.read_text())
+def _overrides(bundle: str, config_file: str, for_inference: bool = False) -> dict:
+    """The tiny values of the settings ``config_file`` of ``bundle`` (composed with its ``common.json``) has,
+    leaving network settings it leaves at ``None`` (derived, e.g. pggan_bbox's ``channels``) alone, and at inference
+    those it reads from the trained checkpoint (``trained_setting``) and the training-only ones."""
+    config = read_bundle_config(REPO / "bundles" / bundle, config_file)
     out = {}
     for key, value in {**TINY, **TINY_TRAIN}.items():
         if key not in config or (config[key] is None and key not in TINY_TRAIN):
@@ -85,11 +86,10 @@ class _Runs:
 
     def __call__(self, bundle: str) -> dict:
         if bundle not in self.done:
-            configs = REPO / "bundles" / bundle / "configs"
             out = self.root / bundle
-            train = {**_overrides(configs / "train.json"), "dataset_dir": self.demo, "output_dir": str(out)}
+            train = {**_overrides(bundle, "train.json"), "dataset_dir": self.demo, "output_dir": str(out)}
             train_wf = run_config(bundle, "train.json", train)
-            infer = {**_overrides(configs / "inference.json", for_inference=True), "dataset_dir": self.demo,
+            infer = {**_overrides(bundle, "inference.json", for_inference=True), "dataset_dir": self.demo,
                      "output_dir": str(out), "synthetic_dir": str(out / "synthetic"), "batch_size": 2,
                      "num_samples": N_SAMPLES, "device": "cpu"}
             infer_wf = run_config(bundle, "inference.json", infer, workflow_type="infer")
@@ -135,7 +135,7 @@ def test_family_entry(name):
     fam = FAMILIES[name]
     assert issubclass(fam.objective_class, GanObjective)
     for bundle in fam.bundles:
-        config = json.loads((REPO / "bundles" / bundle / "configs" / "train.json").read_text())
+        config = read_bundle_config(REPO / "bundles" / bundle, "train.json")
         generator = locate(config["network_def"]["_target_"])
         assert generator.__module__ == fam.networks_module and isinstance(generator, type)
         assert issubclass(generator, torch.nn.Module)
@@ -333,7 +333,7 @@ def test_objective_state_round_trips(name, runs):
     loaded = torch.load(buffer, weights_only=True)
 
     parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / _first_bundle(name) / "configs" / "train.json"))
+    parser.read_config([str(f) for f in bundle_config_files(REPO / "bundles" / _first_bundle(name), "train.json")])
     parser.update(run["train_overrides"])
     fresh = parser.get_parsed_content("objective", lazy=False)
     assert fresh is not objective and type(fresh) is type(objective)

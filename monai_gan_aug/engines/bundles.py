@@ -14,7 +14,7 @@ from typing import Any
 from monai_gan_aug.engines.utils import find_latest_checkpoint
 
 __all__ = ["bundle_root", "list_bundles", "run_bundle", "generate", "workflow_bundle_root", "model_file", "generator_checkpoint",
-           "MODELS_DIR", "MODEL_FILE"]
+           "bundle_config_files", "read_bundle_config", "COMMON_CONFIG", "MODELS_DIR", "MODEL_FILE"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,8 @@ _REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 #: Where an exported bundle keeps its weights (MONAI model-zoo layout): ``<bundle_root>/models/model.pt``.
 MODELS_DIR = "models"
 MODEL_FILE = "model.pt"
+#: The config every other config of a bundle is composed with (placed first): ``configs/common.json``.
+COMMON_CONFIG = "common.json"
 
 
 def bundle_root(name: str | os.PathLike) -> Path:
@@ -79,20 +81,79 @@ def list_bundles() -> list[str]:
     return sorted(p.name for p in _REPO_BUNDLES.iterdir() if (p / "configs" / "train.json").is_file()) if _REPO_BUNDLES.is_dir() else []
 
 
+def bundle_config_files(root: str | os.PathLike, config: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The config files a run of ``config`` of the bundle at ``root`` (a bundle name or folder, see
+    :func:`bundle_root`) composes, in order: ``configs/common.json`` first when the bundle has one and ``config``
+    does not already list it, then the requested files (names in ``configs/``, or paths). MONAI composes such a list
+    as ``python -m monai.bundle run --config_file "['configs/common.json','configs/train.json']"`` does: see
+    :func:`read_bundle_config`."""
+    configs = bundle_root(root) / "configs"
+    requested = [configs / c for c in ([config] if isinstance(config, (str, os.PathLike)) else config)]
+    common = configs / COMMON_CONFIG
+    if common.is_file() and all(p.resolve() != common.resolve() for p in requested):
+        return [common, *requested]
+    return requested
+
+
+def _merge_entry(config: dict, key: str, value: Any) -> None:
+    """``config[key] = value`` as MONAI's ``ConfigParser.load_config_files`` does it for each top-level entry of a
+    later file: ``"+id"`` extends a list / updates a dict of the earlier files, ``"a#b"`` (or ``"a::b"``) replaces
+    one nested item, any other id replaces the earlier value."""
+    import copy
+
+    value = copy.deepcopy(value)
+    if key.startswith("+"):
+        key = key[1:]
+        if key in config and isinstance(config[key], dict) and isinstance(value, dict):
+            config[key].update(value)
+        elif key in config and isinstance(config[key], list) and isinstance(value, list):
+            config[key].extend(value)
+        elif key in config:
+            raise ValueError(f"config must be dict or list for key `+{key}`, but got {type(value)}: {value}.")
+        else:
+            config[key] = value
+        return
+    *parents, last = key.replace("::", "#").split("#")
+    node: Any = config
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def read_bundle_config(root: str | os.PathLike, config: str | os.PathLike | Sequence[str | os.PathLike]) -> dict:
+    """The raw (unparsed) config a run of ``config`` of the bundle at ``root`` sees: the JSON of the files of
+    :func:`bundle_config_files` merged in order as MONAI merges a config list (the top-level ids of a later file
+    replace the earlier ones; ``"+id"`` extends a list or dict, ``"a#b"`` replaces one nested item). For code that
+    reads config values without running the config (nothing is evaluated or imported)."""
+    import json
+
+    merged: dict = {}
+    for path in bundle_config_files(root, config):
+        content = json.loads(Path(path).read_text())
+        if not isinstance(content, dict):
+            raise ValueError(f"{path}: a bundle config must hold a JSON object, got {type(content).__name__}.")
+        for key, value in content.items():
+            _merge_entry(merged, str(key), value)
+    return merged
+
+
 def run_bundle(
     name: str,
     config: str | Sequence[str] = "train.json",
     overrides: Mapping[str, Any] | None = None,
     workflow_type: str = "train",
 ) -> Any:
-    """Run ``bundles/<name>/configs/<config>`` (or ``<name>/configs/<config>`` when ``name`` is a bundle folder)
-    through MONAI's :class:`~monai.bundle.ConfigWorkflow` (initialize / run / finalize) with ``overrides`` (ids as
-    on the command line: ``output_dir``, ``max_epochs``, ``train#dataloader#batch_size``...). Returns the
-    workflow."""
+    """Run ``bundles/<name>/configs/<config>`` (or ``<name>/configs/<config>`` when ``name`` is a bundle folder),
+    composed with the bundle's ``configs/common.json`` (:func:`bundle_config_files`), through MONAI's
+    :class:`~monai.bundle.ConfigWorkflow` (initialize / run / finalize) with ``overrides`` (ids as on the command
+    line: ``output_dir``, ``max_epochs``, ``train#dataloader#batch_size``...). Returns the workflow."""
     from monai.bundle import ConfigWorkflow
 
     root = bundle_root(name)
-    files = [str(root / "configs" / c) for c in ([config] if isinstance(config, str) else config)]
+    files = [str(p) for p in bundle_config_files(root, config)]
     wf = ConfigWorkflow(
         config_file=files if len(files) > 1 else files[0],
         meta_file=str(root / "configs" / "metadata.json"),
@@ -180,11 +241,10 @@ def generate(
     Returns:
         ``output_dir`` as a :class:`~pathlib.Path`.
     """
-    import json
     import tempfile
 
     root = bundle_root(bundle_dir)
-    config = json.loads((root / "configs" / "inference.json").read_text())
+    config = read_bundle_config(root, "inference.json")
     settings: dict[str, Any] = {"num_samples": int(num_samples), "synthetic_dir": str(Path(output_dir).resolve()),
                                 "seed": int(seed), **overrides}
     with tempfile.TemporaryDirectory(prefix="monai_gan_aug_generate_") as work:

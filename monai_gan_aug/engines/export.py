@@ -12,8 +12,9 @@
 - ``models/model.pt2``: the generator as a :func:`torch.export.export` program, with example inputs shaped as the
   metadata's ``network_data_format`` says.
 
-``configs/inference.json`` of the copy has the trained settings as the defaults of its
-``trained_setting(@checkpoint, key, default)`` entries and ``configs/metadata.json`` a ``network_data_format`` with
+``configs/inference.json`` of the copy (and its ``configs/common.json``, which every config of the bundle is
+composed with: :func:`~monai_gan_aug.engines.bundles.bundle_config_files`) has the trained settings as the defaults of
+its ``trained_setting(@checkpoint, key, default)`` entries and ``configs/metadata.json`` a ``network_data_format`` with
 the trained shapes. Every bundle's ``inference.json`` looks for ``<bundle_root>/models/model.pt`` first (see
 :func:`monai_gan_aug.engines.bundles.generator_checkpoint`), so the folder generates from anywhere, without a
 ``runs/`` folder.
@@ -35,7 +36,14 @@ from typing import Any
 
 import torch
 
-from monai_gan_aug.engines.bundles import MODEL_FILE, MODELS_DIR, bundle_root
+from monai_gan_aug.engines.bundles import (
+    COMMON_CONFIG,
+    MODEL_FILE,
+    MODELS_DIR,
+    bundle_config_files,
+    bundle_root,
+    read_bundle_config,
+)
 from monai_gan_aug.engines.generation import generator_state_dict, load_generator_weights
 from monai_gan_aug.engines.utils import checkpoint_iteration, find_latest_checkpoint
 from monai_gan_aug.utils.checkpoint_io import load_checkpoint
@@ -296,9 +304,7 @@ def export_bundle(
 
     src = bundle_root(bundle)
     name = src.name
-    if not (src / "configs" / "inference.json").is_file() or "objective" not in json.loads(
-        (src / "configs" / "inference.json").read_text()
-    ):
+    if not (src / "configs" / "inference.json").is_file() or "objective" not in read_bundle_config(src, "inference.json"):
         raise ExportError(
             f"{src}: not a generator bundle (its configs/inference.json has no 'objective'); export_bundle writes "
             "generator bundles. A MONAI segmentation bundle such as seg_unet_mix already trains into "
@@ -348,8 +354,12 @@ def export_bundle(
         shutil.copy2(run / "box_sampler.json", models / "box_sampler.json")
 
     inference = tmp / "configs" / "inference.json"
-    text, replaced = _set_trained_defaults(inference.read_text(), settings)
-    inference.write_text(text)
+    replaced: list[str] = []
+    for config in (tmp / "configs" / COMMON_CONFIG, inference):  # the trained defaults, wherever they are set
+        if config.is_file():
+            text, done = _set_trained_defaults(config.read_text(), settings)
+            config.write_text(text)
+            replaced += done
     missing = sorted(set(settings) - set(replaced))
     if missing:
         logger.info("export: settings %s are not read by %s's inference.json (kept in models/settings.json).",
@@ -357,7 +367,7 @@ def export_bundle(
 
     # the generator as inference builds it, with the exported weights
     parser = ConfigParser()
-    parser.read_config(str(inference))
+    parser.read_config([str(f) for f in bundle_config_files(tmp, "inference.json")])
     parser["bundle_root"] = str(tmp)
     parser["checkpoint"] = str(model_file)
     parser["device"] = "$torch.device('cpu')"

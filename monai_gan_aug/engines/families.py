@@ -2,7 +2,8 @@
 """The family registry (issue 16): which GAN families exist, discovered from the bundles rather than listed by hand.
 
 A *family* is one objective class (:class:`~monai_gan_aug.losses.objectives.GanObjective` subclass) and the bundles
-whose ``configs/train.json`` trains it. Everything is read from ``bundles/*/configs/train.json``:
+whose ``configs/train.json`` trains it. Everything is read from ``bundles/*/configs/train.json`` as training sees it,
+composed with the bundle's ``configs/common.json`` (:func:`~monai_gan_aug.engines.bundles.read_bundle_config`):
 
 * the objective: the ``_target_`` of the ``objective`` id;
 * the networks: the ``_target_`` of ``network_def`` (the generator: the family's *networks module* is the module
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monai_gan_aug.engines.bundles import _REPO_BUNDLES
+from monai_gan_aug.engines.bundles import _REPO_BUNDLES, read_bundle_config
 
 __all__ = ["Family", "BundleInfo", "FamilyRegistryError", "SERVICES_KEY", "bundle_infos", "bundle_services", "families",
            "family", "label_bundles", "other_bundles", "locate"]
@@ -155,8 +156,8 @@ def _target(config: Mapping[str, Any], value: Any, bundle: str, what: str) -> st
     if value is None:
         return None
     raise FamilyRegistryError(
-        f"bundles/{bundle}/configs/train.json: {what} is not a {{'_target_': ...}} object (or an '@id' of one); the "
-        f"family registry reads the classes from there."
+        f"bundles/{bundle}/configs/train.json (composed with common.json): {what} is not a {{'_target_': ...}} object "
+        "(or an '@id' of one); the family registry reads the classes from there."
     )
 
 
@@ -199,8 +200,8 @@ def label_bundles(root: str | os.PathLike | None = None) -> tuple[str, ...]:
 def _read_bundle(path: Path) -> BundleInfo:
     train = path / "configs" / "train.json"
     try:
-        config = json.loads(train.read_text())
-    except (OSError, ValueError) as e:
+        config = read_bundle_config(path, "train.json")  # composed with configs/common.json, as training runs it
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
         raise FamilyRegistryError(f"{train}: cannot read the bundle's training config ({e}).") from e
     name = path.name
     objective = _target(config, config.get("objective"), name, "'objective'")

@@ -519,10 +519,10 @@ def check_generator_data(datalist_path: str | os.PathLike, subset: Sequence[Mapp
 
 
 def _bundle_default(bundle: str, key: str) -> Any:
-    """A plain value of ``bundles/<bundle>/configs/train.json``."""
-    from monai_gan_aug.engines.bundles import bundle_root
+    """A plain value of ``bundles/<bundle>/configs/train.json`` (composed with its ``configs/common.json``)."""
+    from monai_gan_aug.engines.bundles import read_bundle_config
 
-    return json.loads((bundle_root(bundle) / "configs" / "train.json").read_text()).get(key)
+    return read_bundle_config(bundle, "train.json").get(key)
 
 
 def _digest(obj: Any) -> str:

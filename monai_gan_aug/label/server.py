@@ -24,7 +24,6 @@ See ``docs/monai_label.md`` for the request formats.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -39,6 +38,7 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 import monai_gan_aug
+from monai_gan_aug.engines.bundles import read_bundle_config
 from monai_gan_aug.engines.families import bundle_services, label_bundles
 from monai_gan_aug.label.tasks import (
     BoxesToImageTask,
@@ -75,16 +75,16 @@ DEFAULT_BUNDLES = default_bundles()
 
 def detect_task_kind(bundle: str | os.PathLike) -> str | None:
     """Which task serves a bundle: the ``label_task`` of its ``configs/metadata.json`` if it names one, else guessed
-    from its ``configs/inference.json``: a lesion-inpainting objective -> ``boxes_to_lesions``; a box-conditioned one
-    -> ``boxes_to_image``; a mask-conditioned one (``cond_key``) -> ``mask_to_image``; no GAN objective but a
-    ``network_def`` -> ``segmentation``; None otherwise."""
+    from its ``configs/inference.json`` (composed with ``configs/common.json``): a lesion-inpainting objective ->
+    ``boxes_to_lesions``; a box-conditioned one -> ``boxes_to_image``; a mask-conditioned one (``cond_key``) ->
+    ``mask_to_image``; no GAN objective but a ``network_def`` -> ``segmentation``; None otherwise."""
     declared = bundle_services(bundle)["label_task"]
     if declared is not None:
         return declared
     config = Path(bundle) / "configs" / "inference.json"
     if not config.is_file():
         return None
-    cfg = json.loads(config.read_text())
+    cfg = read_bundle_config(Path(bundle).resolve(), "inference.json")
     objective = cfg.get("objective")
     target = str(objective.get("_target_", "")) if isinstance(objective, Mapping) else str(objective or "")
     if "LesionInpaint" in target:

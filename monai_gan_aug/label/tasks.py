@@ -50,7 +50,7 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.tasks.train.bundle import BundleTrainTask
 
-from monai_gan_aug.engines.bundles import generator_checkpoint
+from monai_gan_aug.engines.bundles import bundle_config_files, generator_checkpoint
 from monai_gan_aug.engines.generation import load_generator_weights
 from monai_gan_aug.engines.utils import find_latest_checkpoint
 from monai_gan_aug.handlers.writer import file_sha256
@@ -198,7 +198,7 @@ class GenerationTask(BasicInferTask):
         self.overrides = dict(overrides or {})
         self.checkpoint = str(checkpoint) if checkpoint else None
         self.parser = ConfigParser()
-        self.parser.read_config(str(config_file))
+        self.parser.read_config(_composed(self.bundle_path, config_file))
         self.parser["bundle_root"] = str(self.bundle_path)
         for key, value in self.overrides.items():
             self.parser[key] = value
@@ -603,6 +603,12 @@ class LesionInpaintTask(GenerationTask):
         return data
 
 
+def _composed(path: str | os.PathLike, config: str | os.PathLike | Sequence[str]) -> list[str]:
+    """``config`` of the bundle folder ``path`` composed with its ``configs/common.json``, as ``monai.bundle run``
+    composes a config list (:func:`~monai_gan_aug.engines.bundles.bundle_config_files`)."""
+    return [str(f) for f in bundle_config_files(Path(path).resolve(), config)]
+
+
 class SegmentationBundleInferTask(BundleInferTask):
     """MONAI Label's :class:`~monailabel.tasks.infer.bundle.BundleInferTask` for a segmentation bundle that may not
     have weights yet: it is listed by ``/info/`` as soon as ``models/model.pt`` exists (e.g. after training from MONAI
@@ -660,7 +666,7 @@ class SegmentationBundleInferTask(BundleInferTask):
         return out.name, dict(data.get(self.output_json_key, {}))
 
     def _load_bundle_config(self, path: str, config: str) -> ConfigParser:
-        parser = super()._load_bundle_config(path, config)
+        parser = super()._load_bundle_config(path, _composed(path, config))
         for key, value in self._args[2].items():
             parser[key] = value
         return parser
@@ -686,6 +692,11 @@ class MixBundleTrainTask(BundleTrainTask):
         self.extra_overrides = dict(overrides or {})
         self._request_overrides: dict[str, Any] = {}
         super().__init__(path, dict(conf), **kwargs)
+        # what MONAI Label's single-GPU training runs: train.json composed with common.json
+        self.bundle_config_path = _composed(path, self.bundle_config_path)
+
+    def _load_bundle_config(self, path: str, config: str) -> ConfigParser:
+        return super()._load_bundle_config(path, _composed(path, config))
 
     def config(self) -> dict[str, Any]:
         c = super().config()

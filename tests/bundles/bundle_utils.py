@@ -23,14 +23,25 @@ def tiny_demo(root: str, spatial_dims: int = 2, image_size: int = 32) -> str:
 
 
 def run_config(bundle: str, configs, overrides: dict, workflow_type: str = "train"):
+    """Run ``configs`` of ``bundle`` in-process, composed with the bundle's ``configs/common.json`` (``run_bundle``)."""
     from monai_gan_aug.bundles import run_bundle
 
     return run_bundle(bundle, configs, overrides, workflow_type=workflow_type)
 
 
-def bundle_cli(bundle: str, config: str, *args: str, env=None, timeout=600) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle run --config_file bundles/<bundle>/configs/<config> ARGS`` from the repo root."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"bundles/{bundle}/configs/{config}", *args]
+def config_list(bundle: str, config) -> str:
+    """The ``--config_file`` value of ``config`` (a name or a list of names in ``bundles/<bundle>/configs``) composed
+    with the bundle's ``common.json``, relative to the repo root: ``"['bundles/b/configs/common.json',...]"``."""
+    from monai_gan_aug.engines.bundles import bundle_config_files
+
+    files = [p.relative_to(REPO).as_posix() for p in bundle_config_files(REPO / "bundles" / bundle, config)]
+    return "[" + ",".join(f"'{f}'" for f in files) + "]" if len(files) > 1 else files[0]
+
+
+def bundle_cli(bundle: str, config, *args: str, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run --config_file "['bundles/<bundle>/configs/common.json','bundles/<bundle>/configs/
+    <config>']" ARGS`` from the repo root."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_list(bundle, config), *args]
     e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run(cmd, cwd=REPO, env=e, capture_output=True, text=True, timeout=timeout)
 

@@ -67,8 +67,10 @@ def test_3d_volumes(tmp_path_factory, tmp_path):
 def test_3d_defaults_follow_kwon():
     from monai.bundle import ConfigParser
 
+    from monai_gan_aug.engines.bundles import bundle_config_files
+
     parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / "alpha_wgan_gp" / "configs" / "train.json"))
+    parser.read_config([str(f) for f in bundle_config_files("alpha_wgan_gp", "train.json")])  # with common.json
     assert parser.get_parsed_content("image_size") == 256 and parser.get_parsed_content("batch_size") == 32
     parser["spatial_dims"] = 3
     assert parser.get_parsed_content("image_size") == 64 and parser.get_parsed_content("batch_size") == 4

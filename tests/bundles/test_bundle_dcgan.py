@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_utils import REPO, bundle_cli, chain_text, run_config, tiny_demo
+from bundle_utils import REPO, bundle_cli, chain_text, config_list, run_config, tiny_demo
 from PIL import Image
 
 TINY = {"image_size": 16, "base_channels": 4, "batch_size": 2, "latent_size": 8, "save_interval": 1, "sample_interval": 1}
@@ -147,7 +147,7 @@ def test_sigkill_then_resume(demo_dir, tmp_path):
     args = ["--dataset_dir", demo_dir, "--output_dir", str(out), "--max_epochs", "100000", "--max_iterations", "1000000", "--image_size", "16",
             "--base_channels", "4", "--latent_size", "8", "--batch_size", "2", "--save_interval", "5",
             "--train#handlers#5#iteration_log", "1"]
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "bundles/dcgan/configs/train.json", *args]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_list("dcgan", "train.json"), *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckdir = out / "checkpoints"
@@ -173,7 +173,7 @@ def test_sigkill_then_resume(demo_dir, tmp_path):
 def test_torchrun_two_ranks_gloo(demo_dir, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "monai.bundle", "run",
-           "--config_file", "['bundles/dcgan/configs/train.json','bundles/dcgan/configs/multi_gpu_train.json']",
+           "--config_file", config_list("dcgan", ["train.json", "multi_gpu_train.json"]),  # [common, train, multi_gpu]
            "--dataset_dir", demo_dir, "--output_dir", str(out), "--max_iterations", "2", "--image_size", "16",
            "--base_channels", "4", "--latent_size", "8", "--batch_size", "1", "--save_interval", "1", "--device", "cpu"]
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -15,6 +15,7 @@ import torch
 from bundle_utils import REPO, run_config, tiny_demo
 from monai.bundle import ConfigParser
 
+from monai_gan_aug.engines.bundles import bundle_config_files
 from monai_gan_aug.networks.blocks.patchgan import patchgan_receptive_field
 
 TINY = {"image_size": 16, "base_channels": 4, "max_channels": 16}
@@ -114,7 +115,7 @@ def test_two_stage_generation_needs_no_annotation(trained, demo_dir, tmp_path):
 @pytest.mark.parametrize("field", [10, 22, 46, 70])
 def test_configured_receptive_field_is_built(field):
     parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / "pix2pix" / "configs" / "train.json"))
+    parser.read_config([str(f) for f in bundle_config_files("pix2pix", "train.json")])  # with common.json
     parser["receptive_field"] = field
     parser["d_base_channels"] = 2
     assert patchgan_receptive_field(parser.get_parsed_content("discriminator_def")) == field

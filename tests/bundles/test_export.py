@@ -54,6 +54,8 @@ def test_exported_folder(bundle, exported):
     for rel in ("configs/inference.json", "configs/metadata.json", "configs/train.json", "docs/README.md", "LICENSE",
                 "models/model.pt", "models/model.pt2", "models/settings.json"):
         assert (copy / rel).is_file(), rel
+    # the configs every other config is composed with come along
+    assert (copy / "configs" / "common.json").is_file() == (REPO / "bundles" / bundle / "configs" / "common.json").is_file()
     state = load_checkpoint(copy / "models" / "model.pt")  # weights_only=True
     ckpt = load_checkpoint(run / "checkpoints" / "checkpoint_2.pt")
     ema = {k[len("generator."):]: v for k, v in ckpt["ema"].items() if k.startswith("generator.")}
@@ -79,8 +81,10 @@ def test_exported_folder(bundle, exported):
     program = torch.export.load(str(copy / "models" / "model.pt2")).module()
     from monai.bundle import ConfigParser
 
+    from monai_gan_aug.engines.bundles import bundle_config_files
+
     parser = ConfigParser()
-    parser.read_config(str(copy / "configs" / "inference.json"))
+    parser.read_config([str(f) for f in bundle_config_files(copy, "inference.json")])  # with common.json
     parser["bundle_root"] = str(copy)
     net = parser.get_parsed_content("network_def", lazy=False)
     net.load_state_dict(state["generator"])
@@ -110,7 +114,10 @@ def test_bundle_run_from_a_copy_without_runs(exported, demo_dir, tmp_path):
     _, copy = exported["pggan_bbox"]
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(copy / "configs" / "inference.json"),
+    from monai_gan_aug.engines.bundles import bundle_config_files
+
+    files = [str(f) for f in bundle_config_files(copy, "inference.json")]  # "['<copy>/configs/common.json',...]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files) if len(files) > 1 else files[0],
            "--num_samples", "3", "--batch_size", "2", "--dataset_dir", demo_dir]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)

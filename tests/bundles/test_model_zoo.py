@@ -26,6 +26,13 @@ def _files(bundle: str):
     return root, root / "configs" / "inference.json", root / "configs" / "metadata.json"
 
 
+def _composed(root) -> list[str]:
+    """inference.json of the bundle folder ``root`` composed with its common.json, as MONAI runs a config list."""
+    from monai_gan_aug.engines.bundles import bundle_config_files
+
+    return [str(p) for p in bundle_config_files(root, "inference.json")]
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a connection fails the test."""
@@ -82,12 +89,13 @@ TINY = {"image_size": 32, "patch_size": 16, "base_channels": 4, "latent_size": 8
 
 
 def _parser(bundle: str, tiny: bool = False):
-    """inference.json with no checkpoint (nothing trained is read), at its defaults or with :data:`TINY`."""
+    """inference.json (with common.json) with no checkpoint (nothing trained is read), at its defaults or with
+    :data:`TINY`."""
     from monai.bundle import ConfigParser
 
-    _, inference, _ = _files(bundle)
+    root, _, _ = _files(bundle)
     parser = ConfigParser()
-    parser.read_config(str(inference))
+    parser.read_config(_composed(root))
     parser["checkpoint"] = None
     if tiny:
         for key, value in TINY.items():
@@ -108,7 +116,7 @@ def test_network_in_out_and_export(bundle, tmp_path):
     from monai_gan_aug.engines import check_network_data_format, metadata_inputs
     from monai_gan_aug.engines.export import _trained_data_format
 
-    _, inference, meta_file = _files(bundle)
+    root, _, meta_file = _files(bundle)
     meta = json.loads(meta_file.read_text())
     inputs_meta = meta["network_data_format"]["inputs"]
     net = _network(bundle)
@@ -119,7 +127,7 @@ def test_network_in_out_and_export(bundle, tmp_path):
     assert len(inputs_meta) >= len(required) and len(inputs_meta) <= len(params), (bundle, list(inputs_meta), required)
 
     if list(inputs_meta) == ["image"]:  # what MONAI's verify_net_in_out can express: one 'image' input
-        verify_net_in_out(net_id="network_def", meta_file=str(meta_file), config_file=str(inference), device="cpu",
+        verify_net_in_out(net_id="network_def", meta_file=str(meta_file), config_file=_composed(root), device="cpu",
                           checkpoint=None)
         with torch.no_grad():
             out = net(*metadata_inputs(meta).values())
@@ -168,19 +176,20 @@ def test_inference_properties_without_a_trained_run(bundle, demo_dir, tmp_path):
     then stops with a message saying what to do, and writes no synthetic file."""
     from monai.bundle import ConfigWorkflow
 
-    root, inference, meta_file = _files(bundle)
+    root, _, meta_file = _files(bundle)
     if (root / "models").exists():  # a bundle that trains into its own folder (seg_unet_mix): use a copy without it
         copy = tmp_path / bundle
         shutil.copytree(root, copy, ignore=shutil.ignore_patterns("models"))
-        root, inference, meta_file = copy, copy / "configs" / "inference.json", copy / "configs" / "metadata.json"
+        root, meta_file = copy, copy / "configs" / "metadata.json"
     out = tmp_path / "run"
-    wf = ConfigWorkflow(config_file=str(inference), meta_file=str(meta_file), logging_file=False,
+    wf = ConfigWorkflow(config_file=_composed(root), meta_file=str(meta_file), logging_file=False,
                         workflow_type="infer", output_dir=str(out), dataset_dir=demo_dir)
     wf.initialize()
     assert wf.check_properties() == []
     assert wf.bundle_root == str(root.resolve())  # found from the config file, not from the working directory
-    config = json.loads(inference.read_text())
-    if "objective" not in config:  # seg_unet_mix: MONAI's CheckpointLoader loads at run time too
+    from monai_gan_aug.engines.bundles import read_bundle_config
+
+    if "objective" not in read_bundle_config(root, "inference.json"):  # seg_unet_mix: MONAI's CheckpointLoader loads at run time too
         return
     with pytest.raises(Exception) as err:
         wf.run()

@@ -135,9 +135,15 @@ def test_seg_unet_mix_bundle_mixes_synthetic_pairs_and_trains(tmp_path):
     inference.json writes masks on the inputs' grids."""
     from monai.bundle import ConfigWorkflow
 
+    from monai_gan_aug.engines.bundles import bundle_config_files
+
     datalist = _tiny_demo()
     syn = _fake_synthetic_set(tmp_path / "synthetic", datalist)
     cfg = ROOT / "bundles" / "seg_unet_mix" / "configs"
+
+    def composed(name: str) -> list[str]:  # the config with the bundle's common.json
+        return [str(f) for f in bundle_config_files(cfg.parent, name)]
+
     common = {
         "bundle_root": str(tmp_path / "bundle"),
         "dataset_dir": str(datalist),
@@ -154,7 +160,7 @@ def test_seg_unet_mix_bundle_mixes_synthetic_pairs_and_trains(tmp_path):
     flags = {}
     for prob in (1.0, 0.0):
         wf = ConfigWorkflow(
-            config_file=str(cfg / "train.json"),
+            config_file=composed("train.json"),
             meta_file=str(cfg / "metadata.json"),
             workflow_type="train",
             **common,
@@ -172,7 +178,7 @@ def test_seg_unet_mix_bundle_mixes_synthetic_pairs_and_trains(tmp_path):
     assert model.is_file()
 
     wf = ConfigWorkflow(
-        config_file=str(cfg / "inference.json"),
+        config_file=composed("inference.json"),
         meta_file=str(cfg / "metadata.json"),
         workflow_type="infer",
         bundle_root=str(tmp_path / "bundle"),
@@ -196,7 +202,7 @@ def test_seg_unet_mix_bundle_mixes_synthetic_pairs_and_trains(tmp_path):
 
     with pytest.raises(Exception, match="FolderSource|does not exist"):
         wf = ConfigWorkflow(
-            config_file=str(cfg / "train.json"),
+            config_file=composed("train.json"),
             workflow_type="train",
             **{**common, "synthetic_dir": str(tmp_path / "missing")},
             mix_prob=0.5,
@@ -272,7 +278,12 @@ def _wait(procs: dict[str, tuple[subprocess.Popen, Path]]) -> None:
 
 
 def _bundle_cmd(config: str, **overrides) -> list[str]:
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(ROOT / "bundles" / config)]
+    """``python -m monai.bundle run`` of ``<bundle>/configs/<name>`` composed with the bundle's common.json."""
+    from monai_gan_aug.engines.bundles import bundle_config_files
+
+    path = ROOT / "bundles" / config
+    files = [str(f) for f in bundle_config_files(path.parents[1], path.name)]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files) if len(files) > 1 else files[0]]
     for key, value in overrides.items():
         cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     return cmd
