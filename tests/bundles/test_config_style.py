@@ -41,6 +41,89 @@ def test_the_walk_finds_nested_long_expressions():
 
 def test_bundle_configs_exist():
     assert len(CONFIGS) >= 12 and len({p.parents[1].name for p in CONFIGS}) >= 12
+    assert any(p.name == "common.json" for p in CONFIGS)  # the shared configs are checked too
+
+
+# ---- composition (issue 16): configs/common.json holds what a bundle's configs share; the others are composed on it
+BUNDLES = sorted(p.parent.name for p in (REPO / "bundles").glob("*/configs") if (p / "train.json").is_file())
+#: Bundles another change is still moving to a common.json (remove a name once its bundle has one).
+PENDING_COMMON = {"pggan_bbox", "lesion_inpaint"}
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_network_def_lives_in_common_json(bundle):
+    configs = REPO / "bundles" / bundle / "configs"
+    if bundle in PENDING_COMMON and not (configs / "common.json").is_file():
+        pytest.skip(f"{bundle}: no configs/common.json yet")
+    common = json.loads((configs / "common.json").read_text())
+    assert "network_def" in common, f"{bundle}: configs/common.json has no network_def"
+    restating = [p.name for p in sorted(configs.glob("*.json"))
+                 if p.name not in ("common.json", "metadata.json") and "network_def" in json.loads(p.read_text())]
+    assert not restating, f"{bundle}: {restating} restate network_def; it is defined once, in configs/common.json"
+
+
+def _write_bundle(root: Path, files: dict) -> Path:
+    (root / "configs").mkdir(parents=True)
+    for name, content in files.items():
+        (root / "configs" / name).write_text(json.dumps(content))
+    return root
+
+
+def test_bundle_config_files_composes_common_json_first(tmp_path):
+    from monai_gan_aug.engines.bundles import bundle_config_files
+
+    root = _write_bundle(tmp_path / "b", {"common.json": {}, "train.json": {}, "overlay.json": {}})
+    configs = root.resolve() / "configs"
+    assert bundle_config_files(root, "train.json") == [configs / "common.json", configs / "train.json"]
+    assert bundle_config_files(root, ["train.json", "overlay.json"]) == [
+        configs / "common.json", configs / "train.json", configs / "overlay.json"]
+    # listed already (anywhere): not added again
+    assert bundle_config_files(root, ["train.json", "common.json"]) == [configs / "train.json", configs / "common.json"]
+    assert bundle_config_files(root, "common.json") == [configs / "common.json"]
+    # a bundle without common.json: the requested files only
+    bare = _write_bundle(tmp_path / "bare", {"train.json": {}})
+    assert bundle_config_files(bare, "train.json") == [bare.resolve() / "configs" / "train.json"]
+    # a repository bundle by name
+    assert [p.name for p in bundle_config_files("dcgan", "inference.json")] == ["common.json", "inference.json"]
+
+
+def test_read_bundle_config_merges_as_monai_does(tmp_path):
+    from monai.bundle import ConfigParser
+
+    from monai_gan_aug.engines.bundles import bundle_config_files, read_bundle_config
+
+    common = {"imports": ["$import os"], "size": 64, "net": {"_target_": "N", "size": "@size", "depth": 2},
+              "keys": {"image": "image"}, "lst": [1, 2]}
+    train = {"+imports": ["$import json"], "size": 32, "net#depth": 3, "+keys": {"label": "label"}, "lr": 0.1}
+    overlay = {"imports": ["$import sys"], "lst#1": 5, "+lst": [9]}
+    root = _write_bundle(tmp_path / "b", {"common.json": common, "train.json": train, "overlay.json": overlay})
+    merged = read_bundle_config(root, "train.json")
+    assert merged == {"imports": ["$import os", "$import json"], "size": 32,  # later ids replace earlier ones
+                      "net": {"_target_": "N", "size": "@size", "depth": 3},  # 'a#b' replaces one nested item
+                      "keys": {"image": "image", "label": "label"}, "lst": [1, 2], "lr": 0.1}  # '+id' merges
+    assert read_bundle_config(root, "common.json") == common
+    three = read_bundle_config(root, ["train.json", "overlay.json"])
+    assert three["imports"] == ["$import sys"] and three["lst"] == [1, 5, 9]  # a plain id replaces a '+' merged one
+    assert common["imports"] == ["$import os"]  # the files' contents are not changed
+    for config in ("train.json", ["train.json", "overlay.json"]):  # the same as MONAI's own config list merge
+        files = [str(p) for p in bundle_config_files(root, config)]
+        assert read_bundle_config(root, config) == ConfigParser.load_config_files(files)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_read_bundle_config_matches_monai_on_every_bundle(bundle):
+    from monai.bundle import ConfigParser
+
+    from monai_gan_aug.engines.bundles import bundle_config_files, read_bundle_config
+
+    configs = REPO / "bundles" / bundle / "configs"
+    runs = [[p.name] for p in sorted(configs.glob("*.json"))
+            if p.name not in ("metadata.json", "multi_gpu_train.json", "evaluate_two_stage.json")]
+    runs += [["train.json", "multi_gpu_train.json"]] if (configs / "multi_gpu_train.json").is_file() else []
+    runs += [["evaluate.json", "evaluate_two_stage.json"]] if (configs / "evaluate_two_stage.json").is_file() else []
+    for config in runs:
+        files = [str(p) for p in bundle_config_files(bundle, config)]
+        assert read_bundle_config(bundle, config) == ConfigParser.load_config_files(files), (bundle, config)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parents[1].name}/{p.name}")
