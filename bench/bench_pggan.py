@@ -53,7 +53,10 @@ def _batch(batch_size: int, size: int, seed: int = 0) -> dict[str, Any]:
         k = i % 4
         lo = torch.randint(0, max(1, size - size // 8), (k, 2), generator=g).float()
         boxes.append(torch.cat([lo, lo + size // 10 + 1], 1))
-    return {"image": image, "boxes": boxes, "box_labels": [torch.zeros(len(b), dtype=torch.int64) for b in boxes]}
+    from monai_gan_aug.transforms.boxes.batch import condition_map_batch
+
+    return {"image": image, "boxes": boxes, "box_labels": [torch.zeros(len(b), dtype=torch.int64) for b in boxes],
+            "cond": condition_map_batch(boxes, (size, size))}  # the box maps the bundle's dataset builds
 
 
 def _reference_key(res: int, kind: str, args) -> str | None:
@@ -111,7 +114,8 @@ def run(args) -> list[dict[str, Any]]:
             state = obj.schedule.at(obj.schedule.iterations_until(res, kind))
             if kind == "fade":
                 state = dataclasses.replace(state, alpha=0.5)
-            obj.current = state
+            for net in (g, d, *trainer.ema_networks.values()):  # what ProgressiveGrowingHandler does
+                net.set_growth(state.stage, state.alpha)
             stable = kind == "stable"
             m = measure_calls(step, device=args.device, warmup=args.warmup, repeats=args.repeats,
                               generate=generate if stable else None, gen_batch=args.gen_batch if stable else None,

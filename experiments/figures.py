@@ -8,6 +8,10 @@ rows = tissue map given to the generator | generated slice | real slice, through
 ``python experiments/figures.py real-dice RUN_DIR OUT.json``: the honours-mask numbers of the *real* validation
 slices under the same reference segmenter (``RUN_DIR/eval/segmenter.pt``), the ceiling of the synthetic figures.
 
+``python experiments/figures.py inpaint-pairs SYNTHETIC_DIR OUT.png [--n 8]``: for the first ``n`` items of a set that
+added lesions to real slices (``source_image``, ``new_boxes``: lesion_inpaint's inference), top row the real slice
+with the box to fill (red), bottom row the same slice with the generated lesion, both at the set's size and scale.
+
 ``python experiments/figures.py side-by-side OUT.png A.png B.png ...``: sample grids next to each other (a white gap
 between), e.g. the same iteration of several variants.
 """
@@ -77,6 +81,44 @@ def real_slices_dice(run_dir: str, out: str, image_size: int = 64) -> dict:
     return result
 
 
+def inpaint_pairs(synthetic_dir: str, out: str, n: int = 8) -> Path:
+    """Source slices with the boxes to fill over the same slices with the generated lesions (module docstring)."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from monai_gan_aug.evaluation.realism import _load_images, _spatial_shape
+
+    root = Path(synthetic_dir)
+    items = [i for i in json.loads((root / "datalist.json").read_text())["training"] if i.get("new_boxes")][:n]
+    if not items:
+        raise SystemExit(f"inpaint-pairs: {root}/datalist.json has no item with new_boxes and source_image.")
+    size = _spatial_shape(str(root / items[0]["image"]))
+    edited = _load_images([str(root / i["image"]) for i in items], size)
+    sources = _load_images([str(i["source_image"]) for i in items], size)
+    fig, axes = plt.subplots(2, len(items), figsize=(1.6 * len(items), 3.4), squeeze=False)
+    for c, item in enumerate(items):
+        for r, images in enumerate((sources, edited)):
+            ax = axes[r][c]
+            ax.axis("off")
+            ax.imshow(images[c, 0].numpy().T, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+            if r == 0:  # the box to fill; the edited slice is shown bare so the lesion can be judged
+                for x0, y0, x1, y1 in item["new_boxes"]:
+                    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="red", lw=0.6))
+    axes[0][0].set_title("real slice, box", fontsize=8, loc="left")
+    axes[1][0].set_title("generated lesion", fontsize=8, loc="left")
+    fig.tight_layout()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def side_by_side(out: str, images: list[str], gap: int = 8) -> Path:
     """PNG files placed left to right on white, top-aligned."""
     if not images:
@@ -100,13 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         print(side_by_side(argv[1], argv[2:]))
         return 0
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("kind", choices=["pix2pix", "real-dice"])
+    p.add_argument("kind", choices=["pix2pix", "real-dice", "inpaint-pairs"])
     p.add_argument("run_dir")
     p.add_argument("out")
     p.add_argument("--image_size", type=int, default=64)
     p.add_argument("--n", type=int, default=6)
     a = p.parse_args(argv)
-    if a.kind == "pix2pix":
+    if a.kind == "inpaint-pairs":  # run_dir: the synthetic set's folder
+        print(inpaint_pairs(a.run_dir, a.out, a.n if a.n != 6 else 8))
+    elif a.kind == "pix2pix":
         print(pix2pix_figure(a.run_dir, a.out, a.image_size, a.n))
     else:
         print(real_slices_dice(a.run_dir, a.out, a.image_size))

@@ -65,14 +65,23 @@ def generator_state_dict(state: Any, name: str = "generator", prefer_ema: bool =
         return {}
     prefix = f"{name}."
     if prefer_ema and isinstance(state.get("ema"), Mapping) and any(k.startswith(prefix) for k in state["ema"]):
-        return {k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)}
+        return _with_growth({k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)}, state)
     if isinstance(state.get("networks"), Mapping):
-        return {k[len(prefix) :]: v for k, v in state["networks"].items() if k.startswith(prefix)}
+        return _with_growth({k[len(prefix) :]: v for k, v in state["networks"].items() if k.startswith(prefix)}, state)
     if isinstance(state.get(name), Mapping) and all(isinstance(v, torch.Tensor) for v in state[name].values()):
         return dict(state[name])  # an exported bundle's models/model.pt: {name: state dict, "objective": ...}
     if state and all(isinstance(v, torch.Tensor) for v in state.values()):
         return dict(state)
     return {}
+
+
+def _with_growth(weights: dict[str, torch.Tensor], state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """A PGGAN checkpoint written before the networks stored their growth stage keeps it in its ``objective`` entry:
+    give it to the weights (``stage`` / ``alpha`` buffers), so an unfinished run still generates at its stage."""
+    old = state.get("objective")
+    if weights and "stage" not in weights and isinstance(old, Mapping) and "stage" in old:
+        weights = {**weights, "stage": torch.tensor(int(old["stage"])), "alpha": torch.tensor(float(old.get("alpha", 1.0)))}
+    return weights
 
 
 def load_generator_weights(

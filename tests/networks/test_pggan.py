@@ -233,3 +233,19 @@ def test_export_sees_the_growth_stage_as_a_constant():
     program = torch.export.export(g, (z, c)).module()
     torch.testing.assert_close(program(z, c), g(z, c))
     assert program(z, c).shape == (1, 1, 4, 4)
+
+
+def test_unfinished_old_checkpoint_generates_at_its_stage():
+    """A checkpoint written before the networks stored their stage keeps it in the objective's entry; the
+    generation loader gives it back to the weights, so an unfinished run does not generate at the final stage."""
+    from monai_gan_aug.engines.generation import generator_state_dict
+
+    g = nets()[0].set_growth(1, 0.5)
+    weights = {f"generator.{k}": v for k, v in g.state_dict().items() if k not in ("stage", "alpha")}
+    old = {"networks": weights, "objective": {"stage": 1, "alpha": 0.5, "resolution": 8}}
+    loaded = nets()[0]
+    loaded.load_state_dict(generator_state_dict(old))
+    assert loaded.growth == (1, 0.5)
+    new = {"networks": {f"generator.{k}": v for k, v in g.state_dict().items()}, "objective": {"stage": 3}}
+    assert int(generator_state_dict(new)["stage"]) == 1  # the networks' own buffers win
+    assert "stage" not in generator_state_dict({"networks": {"generator.w": torch.ones(1)}})  # other families
