@@ -47,7 +47,7 @@ def test_bundle_configs_exist():
 # ---- composition (issue 16): configs/common.json holds what a bundle's configs share; the others are composed on it
 BUNDLES = sorted(p.parent.name for p in (REPO / "bundles").glob("*/configs") if (p / "train.json").is_file())
 #: Bundles another change is still moving to a common.json (remove a name once its bundle has one).
-PENDING_COMMON = {"pggan_bbox", "lesion_inpaint"}
+PENDING_COMMON = {"lesion_inpaint"}
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
