@@ -11,11 +11,11 @@ from monai.data import DataLoader, Dataset
 from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.dfgan import DFGANObjective
-from monai_gan_aug.losses.objectives.pix2pix import mask_to_display
 from monai_gan_aug.metrics.extractors import RandomConvFeatures
 from monai_gan_aug.metrics.frechet import frechet_distance_from_features
 from monai_gan_aug.networks.blocks.patchgan import PatchGANDiscriminator
 from monai_gan_aug.networks.nets.pix2pix import Pix2PixGenerator
+from monai_gan_aug.transforms import mask_to_display
 
 
 @pytest.fixture(autouse=True)
@@ -113,8 +113,8 @@ def test_small_batches_need_memory():
         value = mem.fid_term(x)
         value.backward()
         assert torch.isfinite(value) and value > 0 and x.grad.abs().sum() > 0
-    assert mem._memory.shape == (3, 8)  # the newest fid_memory feature vectors
-    torch.testing.assert_close(mem._memory[0], mem.extractor(_reals(1, seed=13))[0])
+    assert mem.frechet.memory.shape == (3, 8)  # the newest fid_memory feature vectors
+    torch.testing.assert_close(mem.frechet.memory[0], mem.extractor(_reals(1, seed=13))[0])
 
 
 def _loader(n=4):
@@ -143,7 +143,7 @@ def test_real_statistics_at_start_keep_random_streams_and_survive_resume():
     losses = trainer.state.output["losses"]
     assert "g_fid" in losses and all(torch.isfinite(v) for v in losses.values())
     expected = obj.extractor.extract(torch.cat([b["image"] for b in loader]))
-    torch.testing.assert_close(obj._real_mu, expected.double().mean(0))
+    torch.testing.assert_close(obj.frechet.real_mu, expected.double().mean(0))
 
     restored = DFGANObjective(extractor=_extractor(), cond_key="label", num_classes=2)
     restored.load_state_dict(obj.state_dict())
