@@ -9,11 +9,7 @@ import torch
 
 from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
-from monai_gan_aug.losses.objectives.fastgan import (
-    FastGANObjective,
-    channels_to_label,
-    masks_to_channels,
-)
+from monai_gan_aug.losses.objectives.fastgan import FastGANObjective
 from monai_gan_aug.networks.nets.fastgan import FastGANDiscriminator, FastGANGenerator
 
 LATENT = 8
@@ -104,18 +100,10 @@ def test_prepare_batch_masks():
     assert out["image"].shape == (2, 2, 4, 4) and set(out["image"][:, 1].unique().tolist()) == {-1.0, 1.0}
     with pytest.raises(ValueError, match="mask_channels"):
         obj.prepare_batch({"image": torch.zeros(2, 1, 4, 4)}, torch.device("cpu"))
+    with pytest.raises(ValueError, match="'label' of shape"):
+        obj.prepare_batch({"image": torch.zeros(2, 1, 4, 4), "label": torch.zeros(2, 1, 4, 2)}, torch.device("cpu"))
     # seed-only batches (generation) pass through
     assert "image" not in obj.prepare_batch({"seed": torch.tensor([1, 2])}, torch.device("cpu"))
-
-
-def test_mask_channel_conversions():
-    label = torch.tensor([[[0, 1], [2, 3]]]).reshape(1, 1, 2, 2).float()
-    ch = masks_to_channels(label, 3)
-    assert ch.shape == (1, 3, 2, 2)
-    torch.testing.assert_close(channels_to_label(ch), label.to(torch.uint8))
-    assert channels_to_label(torch.tensor([[[[-0.5, 0.2]]]])).tolist() == [[[[0, 1]]]]
-    with pytest.raises(ValueError, match="channels"):
-        masks_to_channels(torch.zeros(1, 2, 2, 2), 3)
 
 
 def test_generate_splits_image_and_label_and_is_seeded():

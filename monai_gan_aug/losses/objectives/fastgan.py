@@ -14,10 +14,10 @@ downloaded weights: pass ``recon_loss=monai.losses.PerceptualLoss(...)`` or any 
 module to use it).
 
 Image + mask generation (thesis 3.3/3.4, "image and segmentation mask channels together"): with
-``mask_channels = K > 0`` the batch's ``label`` is turned into K channels in [-1, 1] and concatenated to the image, the
-networks see ``image_channels + K`` channels, and :meth:`FastGANObjective.generate` splits the output back into
-``image`` and a thresholded integer ``label`` map, which :class:`~monai_gan_aug.handlers.SyntheticWriter` writes as
-the mask of each synthetic image.
+``mask_channels = K > 0`` the batch's ``label`` is turned into K channels in [-1, 1] and concatenated to the image
+(:mod:`monai_gan_aug.transforms.mask_channels`), the networks see ``image_channels + K`` channels, and
+:meth:`FastGANObjective.generate` splits the output back into ``image`` and a thresholded integer ``label`` map, which
+:class:`~monai_gan_aug.handlers.SyntheticWriter` writes as the mask of each synthetic image.
 """
 
 from __future__ import annotations
@@ -34,44 +34,10 @@ from monai_gan_aug.losses.objectives.base import (
 )
 from monai_gan_aug.networks.blocks.diffaugment import DiffAugment
 from monai_gan_aug.networks.nets.fastgan import crop_quarter
+from monai_gan_aug.transforms.mask_channels import append_mask_channels, channels_to_label
 from monai_gan_aug.utils.enums import GanKeys
 
-__all__ = ["FastGANObjective", "channels_to_label", "masks_to_channels"]
-
-
-def masks_to_channels(label: torch.Tensor, mask_channels: int) -> torch.Tensor:
-    """Label maps -> ``mask_channels`` binary channels in {-1, 1}.
-
-    ``label`` is ``(N, 1, *spatial)`` (one channel: ``mask_channels == 1`` takes ``label > 0.5``, more channels take
-    a one-hot of the values ``1..mask_channels``) or already ``(N, mask_channels, *spatial)`` (thresholded at 0.5).
-    """
-    if label.ndim < 3:
-        raise ValueError(f"label must be (N, C, *spatial), got shape {tuple(label.shape)}.")
-    label = label.float()
-    if label.shape[1] == mask_channels:
-        masks = label > 0.5
-    elif label.shape[1] == 1:
-        if mask_channels == 1:
-            masks = label > 0.5
-        else:
-            values = torch.arange(1, mask_channels + 1, device=label.device, dtype=label.dtype)
-            masks = torch.round(label) == values.reshape((1, -1) + (1,) * (label.ndim - 2))
-    else:
-        raise ValueError(
-            f"label has {label.shape[1]} channels; with mask_channels={mask_channels} give one integer label map or "
-            f"{mask_channels} binary channels."
-        )
-    return masks.float() * 2.0 - 1.0
-
-
-def channels_to_label(masks: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
-    """Generated mask channels ``(N, K, *spatial)`` in [-1, 1] -> ``(N, 1, *spatial)`` uint8 label map: 1 where the
-    channel exceeds ``threshold`` for ``K == 1``; for ``K > 1`` the index (1..K) of the largest channel where it
-    exceeds ``threshold``, else 0."""
-    if masks.shape[1] == 1:
-        return (masks > threshold).to(torch.uint8)
-    best, idx = masks.max(dim=1, keepdim=True)
-    return torch.where(best > threshold, idx + 1, torch.zeros_like(idx)).to(torch.uint8)
+__all__ = ["FastGANObjective"]
 
 
 class FastGANObjective(NoiseToImageObjective):
@@ -141,12 +107,7 @@ class FastGANObjective(NoiseToImageObjective):
                     f"FastGANObjective(mask_channels={self.mask_channels}) needs '{self.label_key}' masks in every "
                     "batch (load them with the image), or set mask_channels to 0 to generate images only."
                 )
-            if label.shape[0] != image.shape[0] or label.shape[2:] != image.shape[2:]:
-                raise ValueError(
-                    f"'{self.label_key}' of shape {tuple(label.shape)} does not match the image {tuple(image.shape)}; "
-                    "resize masks with the image (nearest interpolation)."
-                )
-            out[GanKeys.IMAGE] = torch.cat([image, masks_to_channels(label.to(image.device), self.mask_channels)], dim=1)
+            out[GanKeys.IMAGE] = append_mask_channels(image, label, self.mask_channels, self.label_key)
         return out
 
     # ------------------------------------------------------------------ losses
