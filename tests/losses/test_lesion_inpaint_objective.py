@@ -1,7 +1,6 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Lesion inpainting (MCGAN-style): the patch transform, the box crop of the lesion critic, the losses, generation
-that depends on its seed only, filling new boxes of whole slices, and a tiny training run that lowers the
-reconstruction error of the box."""
+"""Lesion inpainting (MCGAN-style): the patch transform, the losses, generation that depends on its seed only,
+filling new boxes of whole slices, and a tiny training run that lowers the reconstruction error of the box."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from monai.data import DataLoader, Dataset
 
 from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
-from monai_gan_aug.losses.objectives.lesion_inpaint import LesionInpaintObjective, crop_resize
+from monai_gan_aug.losses.objectives.lesion_inpaint import LesionInpaintObjective
 from monai_gan_aug.networks.nets.lesion_inpaint import LesionInpaintCritic, LesionInpaintGenerator
 from monai_gan_aug.transforms.inpaint import LesionContextCropd, inpaint_collate, lesion_items
 
@@ -89,16 +88,6 @@ def test_context_crop_centres_the_box_and_fills_it_with_noise():
     with pytest.raises(ValueError, match="has a box"):
         lesion_items([{"image": "a.nii", "boxes": []}])
     assert len(lesion_items([{"image": "a", "boxes": []}, {"image": "b", "boxes": [[0, 0, 1, 1]]}])) == 1
-
-
-def test_crop_resize_matches_the_box_region():
-    x = torch.randn(2, 1, 12, 10)
-    boxes = torch.tensor([[2.0, 3.0, 6.0, 7.0], [0.0, 6.0, 4.0, 10.0]])
-    crops = crop_resize(x, boxes, 4)
-    torch.testing.assert_close(crops[0], x[0, :, 2:6, 3:7])
-    torch.testing.assert_close(crops[1], x[1, :, 0:4, 6:10])
-    x3 = torch.randn(1, 1, 8, 6, 4)
-    torch.testing.assert_close(crop_resize(x3, torch.tensor([[1.0, 2.0, 0.0, 5.0, 6.0, 4.0]]), 4)[0], x3[0, :, 1:5, 2:6, 0:4])
 
 
 def test_losses_are_finite_and_train_only_their_networks():

@@ -11,7 +11,8 @@ untuned defaults. Because the generator pastes its output only into the box and 
 L1 acts on that ring (it is 0 with ``feather=0``), normalised by the ring's voxels.
 
 Batches come from :class:`~monai_gan_aug.transforms.inpaint.LesionContextCropd` (patches) or, for inference, from
-:class:`~monai_gan_aug.transforms.inpaint.LesionInpaintDataset` (whole real slices with ``new_boxes``).
+:class:`~monai_gan_aug.transforms.inpaint.LesionInpaintDataset` (whole real slices with ``new_boxes``, filled by
+:func:`~monai_gan_aug.transforms.inpaint_batch.inpaint_slices`).
 """
 
 from __future__ import annotations
@@ -20,37 +21,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from monai_gan_aug.losses.adversarial import ADVERSARIAL_MODES, d_adversarial_loss, g_adversarial_loss, gradient_penalty
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, _latents_from_seeds
-from monai_gan_aug.transforms.inpaint import (
-    INPAINT_BOX,
-    INPAINT_INPUT,
-    INPAINT_MASK,
-    LESION_SIZE,
-    NEW_BOX_LABELS,
-    NEW_BOXES,
-    SOURCE_IMAGE,
-    LesionContextCrop,
-    box_region,
-)
+from monai_gan_aug.transforms.inpaint import INPAINT_BOX, INPAINT_INPUT, INPAINT_MASK, LESION_SIZE, NEW_BOXES
+from monai_gan_aug.transforms.inpaint_batch import box_crop_resize, inpaint_slices
 from monai_gan_aug.utils.enums import GanKeys
 
-__all__ = ["LesionInpaintObjective", "crop_resize"]
-
-
-def crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Each sample's box region (``(N, 2 * D)`` voxel corners) resampled (linearly) to ``size`` per side."""
-    n, dims = x.shape[0], x.ndim - 2
-    extent = torch.tensor(x.shape[2:], dtype=torch.float32, device=x.device)
-    b = boxes.to(device=x.device, dtype=torch.float32)
-    scale, shift = (b[:, dims:] - b[:, :dims]) / extent, (b[:, dims:] + b[:, :dims]) / extent - 1.0
-    theta = torch.zeros(n, dims, dims + 1, device=x.device)
-    for a in range(dims):  # grid coordinates run over the spatial axes in reverse order
-        theta[:, a, a], theta[:, a, dims] = scale[:, dims - 1 - a], shift[:, dims - 1 - a]
-    grid = F.affine_grid(theta, [n, x.shape[1]] + [size] * dims, align_corners=False)
-    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+__all__ = ["LesionInpaintObjective"]
 
 
 def _masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -135,7 +113,7 @@ class LesionInpaintObjective(GanObjective):
         ctx.outputs[GanKeys.FAKES] = fake.detach()
         ctx_logits = ctx.nets["context_critic"](torch.cat([fake, mask * 2 - 1], 1), cond)
         adv_ctx = g_adversarial_loss(ctx_logits, self.context_mode)
-        adv_box = g_adversarial_loss(ctx.nets["box_critic"](crop_resize(fake, box, self.box_crop_size), cond), self.box_mode)
+        adv_box = g_adversarial_loss(ctx.nets["box_critic"](box_crop_resize(fake, box, self.box_crop_size), cond), self.box_mode)
         diff = (fake - real).abs()
         l1_box = _masked_mean(diff, mask)
         l1_ctx = _masked_mean(diff, (gen.blend_weights(mask) > 0).float() * (1 - mask))
@@ -153,8 +131,8 @@ class LesionInpaintObjective(GanObjective):
     def box_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         real, _, _, box, cond = self._parts(ctx.batch)
         critic = ctx.nets["box_critic"]
-        real_crop = crop_resize(real, box, self.box_crop_size)
-        fake_crop = crop_resize(self._fakes(ctx), box, self.box_crop_size)
+        real_crop = box_crop_resize(real, box, self.box_crop_size)
+        fake_crop = box_crop_resize(self._fakes(ctx), box, self.box_crop_size)
         real_out, fake_out = critic(real_crop, cond), critic(fake_crop, cond)
         loss = d_adversarial_loss(real_out, fake_out, self.box_mode)
         terms = {"real": real_out.detach().float().mean(), "fake": fake_out.detach().float().mean()}
@@ -186,43 +164,14 @@ class LesionInpaintObjective(GanObjective):
                 f"slices with {NEW_BOXES!r} (LesionInpaintDataset)."
             )
         gen = nets[self.generator_name]
-        if NEW_BOXES in batch:
-            return self._fill_slices(gen, num, batch, seeds, torch.device(device))
+        if NEW_BOXES in batch:  # whole slices: the generator (with its size condition) fills each new box's patch
+            def fill(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+                return gen(x, mask, size if self.size_condition else None).float()
+
+            return inpaint_slices(batch, fill, num, self.patch_size, seeds, torch.device(device), self.image_key,
+                                  self.label_mode, self.diff_threshold)
         _, x, mask, box, cond = (t[:num] if t is not None else None for t in self._parts(batch))
         if seeds is not None:
             x = x * (1 - mask) + _latents_from_seeds(seeds, x.shape[1:], x.device) * mask
         boxes = [b.reshape(1, -1) for b in box.float().cpu()]
         return {GanKeys.IMAGE: gen(x, mask, cond), GanKeys.BOXES: boxes, INPAINT_INPUT: x}
-
-    def _fill_slices(self, gen, num, batch, seeds, device) -> dict[str, Any]:
-        images = batch[self.image_key][:num].float().clone().to(device)
-        dims, n = images.ndim - 2, images.shape[0]
-        streams = [torch.Generator().manual_seed(int(s)) for s in seeds] if seeds is not None else [None] * n
-        label = batch.get(GanKeys.LABEL)
-        label = (label[:num] > 0).to(device) if label is not None else torch.zeros_like(images[:, :1], dtype=torch.bool)
-        new = [torch.as_tensor(b).float().reshape(-1, 2 * dims) for b in batch[NEW_BOXES][:num]]
-        cropper, patch = LesionContextCrop(self.patch_size, margin=0), (images.shape[1],) + (self.patch_size,) * dims
-        for k in range(max((len(b) for b in new), default=0)):  # the k-th new box of every slice that has one
-            rows = [j for j in range(n) if len(new[j]) > k]
-            crops = [cropper(images[j], new[j][k], torch.randn(patch, generator=streams[j])) for j in rows]
-            cond = torch.stack([c["size"] for c in crops]).to(device) if self.size_condition else None
-            out = gen(torch.stack([c["input"] for c in crops]), torch.stack([c["mask"] for c in crops]), cond).float()
-            for r, (j, c) in enumerate(zip(rows, crops)):
-                region = (slice(None), *(slice(s, s + self.patch_size) for s in c["start"].tolist()))
-                inside = (slice(None), *(slice(a, b) for a, b in zip(*(v.tolist() for v in box_region(new[j][k], dims)))))
-                before = images[j][inside].clone()
-                images[j][region] = out[r]
-                changed = (images[j][inside] - before).abs().mean(0, keepdim=True) > self.diff_threshold
-                label[j][inside] |= changed if self.label_mode == "difference" else True
-        empty = [torch.zeros(0)] * n
-        old_boxes, old_labels = batch.get(GanKeys.BOXES, empty)[:num], batch.get(GanKeys.BOX_LABELS, empty)[:num]
-        new_labels = batch.get(NEW_BOX_LABELS, [torch.zeros(len(b)) for b in new])[:num]
-        boxes = [torch.cat([torch.as_tensor(o).float().reshape(-1, 2 * dims), b]) for o, b in zip(old_boxes, new)]
-        labels = [torch.cat([torch.as_tensor(o).reshape(-1), torch.as_tensor(b).reshape(-1)]).long()
-                  for o, b in zip(old_labels, new_labels)]
-        out = {GanKeys.IMAGE: images, GanKeys.LABEL: label.to(torch.uint8), GanKeys.BOXES: boxes,
-               GanKeys.BOX_LABELS: labels, GanKeys.CLASS: torch.ones(n, dtype=torch.long), NEW_BOXES: new,
-               NEW_BOX_LABELS: [torch.as_tensor(b).reshape(-1).long() for b in new_labels]}
-        if SOURCE_IMAGE in batch:  # provenance for the writer: which real slice each sample edits
-            out[SOURCE_IMAGE] = [str(v) for v in batch[SOURCE_IMAGE][:num]]
-        return out
