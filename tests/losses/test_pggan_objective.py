@@ -20,6 +20,7 @@ from monai_gan_aug.handlers import GanCheckpointHandler, ProgressiveGrowingHandl
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.pggan import PGGANBoxObjective
 from monai_gan_aug.networks.blocks.progressive import area_downsample, nearest_upsample
+from monai_gan_aug.networks.blocks.progressive_inputs import real_at_resolution
 from monai_gan_aug.networks.growth import ProgressiveSchedule
 from monai_gan_aug.networks.nets.pggan import PGGANDiscriminator, PGGANGenerator
 from monai_gan_aug.transforms import BoxesToConditionMapd
@@ -141,10 +142,10 @@ def test_reals_fade_in_with_the_networks_alpha():
     assert (st.resolution, st.phase, st.alpha) == (8, "fade", 0.5)
     x8 = area_downsample(x, 2)
     expected = torch.lerp(nearest_upsample(area_downsample(x8, 2), 2), x8, 0.5)
-    torch.testing.assert_close(obj._real_at_resolution(x, 8, 0.5), expected)
+    torch.testing.assert_close(real_at_resolution(x, 8, 0.5), expected)
     st = obj.schedule.at(5)
     assert st.phase == "stable" and st.alpha == 1.0
-    torch.testing.assert_close(obj._real_at_resolution(x, 8, 1.0), x8)
+    torch.testing.assert_close(real_at_resolution(x, 8, 1.0), x8)
 
 
 def test_losses_use_the_networks_resolution_and_batch_size_and_are_finite():

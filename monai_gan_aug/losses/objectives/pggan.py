@@ -19,9 +19,10 @@ import torch
 
 from monai_gan_aug.losses.adversarial import gradient_penalty
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, _latents_from_seeds
-from monai_gan_aug.networks.blocks.diffaugment import diff_augment, parse_policy
-from monai_gan_aug.networks.blocks.progressive import area_downsample, nearest_upsample
-from monai_gan_aug.networks.growth import ProgressiveSchedule, ScheduleState  # noqa: F401  (their old home)
+from monai_gan_aug.networks.blocks.diffaugment import parse_policy
+from monai_gan_aug.networks.blocks.progressive import nearest_upsample
+from monai_gan_aug.networks.blocks.progressive_inputs import diff_augment_with_maps, real_at_resolution
+from monai_gan_aug.networks.growth import ProgressiveSchedule
 from monai_gan_aug.transforms.boxes.batch import box_labels_as_list, boxes_as_list, condition_map_batch
 from monai_gan_aug.utils.enums import GanKeys
 
@@ -112,41 +113,18 @@ class PGGANBoxObjective(GanObjective):
         n = min(self.schedule.batch_sizes[self.schedule.all_resolutions[stage]], image.shape[0])
         return stage, alpha, image[:n], cond[:n]
 
-    @staticmethod
-    def _real_at_resolution(image: torch.Tensor, resolution: int, alpha: float) -> torch.Tensor:
-        """Reals area-downsampled to ``resolution``; in a fade-in (``alpha < 1``; 1 in stable phases) blended with
-        their 2x coarser version."""
-        x = area_downsample(image, image.shape[-1] // resolution)
-        return torch.lerp(nearest_upsample(area_downsample(x, 2), 2), x, alpha) if alpha < 1.0 else x
-
     def sample_latents(self, num: int, device: torch.device | str) -> torch.Tensor:
         return torch.randn((num, self.latent_size), device=device)
 
     def critic_inputs(self, images: Sequence[torch.Tensor], *conds: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """``images`` (each ``(N, C, *[r])``) and condition maps (``(N, K, *spatial)``, ``spatial`` a power-of-two
-        multiple of ``r``) with ONE DiffAugment draw: the maps are area-pooled to ``r`` and concatenated behind the
-        image channels (translation / cut-out move / cut both, colour changes the ``C`` image channels only).
-        Unchanged without ``diffaugment``. Returns ``(augmented images, augmented maps at resolution r)``."""
-        images = list(images)
-        if not self.diffaugment:
-            return images, list(conds)
-        ref = images[0]
-        c = ref.shape[1]
-        maps = []
-        for m in conds:
-            factor = m.shape[-1] // ref.shape[-1]
-            pooled = area_downsample(m, factor).to(ref.dtype) if factor >= 1 else m
-            if tuple(pooled.shape[2:]) != tuple(ref.shape[2:]) or m.shape[0] != ref.shape[0]:
-                raise ValueError(f"PGGANBoxObjective: condition map {tuple(m.shape)} does not pool to the images' {tuple(ref.shape)}.")
-            maps.append(pooled)
-        out = diff_augment(*[torch.cat([x, *maps], dim=1) for x in images], policy=self.diffaugment, color_channels=c)
-        aug_maps = list(torch.split(out[0], [c] + [m.shape[1] for m in maps], dim=1)[1:])
-        return [t[:, :c] for t in out], aug_maps
+        """``images`` and their condition maps as the critic sees them: one draw of the ``diffaugment`` policy for all
+        (:func:`~monai_gan_aug.networks.blocks.progressive_inputs.diff_augment_with_maps`), unchanged without it."""
+        return diff_augment_with_maps(images, *conds, policy=self.diffaugment)
 
     def d_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         stage, alpha, images, cond = self._current(ctx)
         n = images.shape[0]
-        reals = self._real_at_resolution(images, 4 * 2**stage, alpha)
+        reals = real_at_resolution(images, 4 * 2**stage, alpha)
         g, d = ctx.nets["generator"], ctx.nets["discriminator"]
         with torch.no_grad():
             fakes = g(self.sample_latents(n, ctx.device), cond, stage, alpha)
