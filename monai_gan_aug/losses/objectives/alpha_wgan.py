@@ -27,7 +27,8 @@ Variants:
 * ``"original"`` (Kwon et al.): the encoder's loss is their joint E/G loss seen from E,
   ``L_E = -E[CD(z_r)] - E[D(x_rec)] + lambda2 * ||x_r - x_rec||_1``, so E is also trained to reconstruct
   (``encoder_reconstruction`` selects this for any variant).
-* ``"wgan_gp"``: Gulrajani et al.: only ``d`` (``n_critic`` repeats) and ``g`` with eq. 2.
+* ``"wgan_gp"``: Gulrajani et al.: only ``d`` (``n_critic`` repeats) and ``g`` with eq. 2, the phases of
+  :class:`~monai_gan_aug.losses.objectives.noise.WGANGPObjective` (flat latents, no drift term).
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ from monai_gan_aug.losses.objectives.base import (
     Phase,
     PhaseContext,
 )
+from monai_gan_aug.losses.objectives.noise import WGANGPObjective
 from monai_gan_aug.networks.blocks.norm import frozen_running_stats
 from monai_gan_aug.networks.nets.alpha_wgan import ALPHA_WGAN_VARIANTS
 from monai_gan_aug.utils.enums import GanKeys
 
-__all__ = ["ALPHA_WGAN_VARIANTS", "AlphaWGANObjective"]
+__all__ = ["AlphaWGANObjective"]
 
 _Z_REC = "_alpha_wgan_z_rec"  # batch key: codes of the updated encoder, shared by the d and g phases
 
@@ -91,11 +93,8 @@ class AlphaWGANObjective(NoiseToImageObjective):
         self.variant = variant
         self.lambda_gp, self.lambda_rec, self.n_critic = float(lambda_gp), float(lambda_rec), int(n_critic)
         self.encoder_reconstruction = (variant == "original") if encoder_reconstruction is None else bool(encoder_reconstruction)
-        if variant == "wgan_gp":
-            self._phases = [
-                Phase("d", ["discriminator"], self.wgan_d_loss, repeats=self.n_critic),
-                Phase("g", ["generator"], self.wgan_g_loss),
-            ]
+        if variant == "wgan_gp":  # Gulrajani et al.'s losses, as the plain WGAN-GP family has them
+            self._phases = WGANGPObjective(self.latent_size, 0, self.n_critic, self.lambda_gp).phases()
         else:
             self._phases = [
                 Phase("cd", ["code_discriminator"], self.cd_loss),
@@ -184,21 +183,3 @@ class AlphaWGANObjective(NoiseToImageObjective):
         loss = -self._mean(d(x_g)) - self._mean(d(x_rec)) + self.lambda_rec * l1
         ctx.outputs[GanKeys.FAKES] = x_g.detach()
         return loss, {"l1": l1.detach()}
-
-    # ------------------------------------------------------------------ WGAN-GP baseline
-    def wgan_d_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Eq. 2: ``-E[D(x_r)] + E[D(x_g)] + lambda GP``; fresh fakes at every critic repeat."""
-        reals = ctx.batch[GanKeys.IMAGE]
-        with torch.no_grad():
-            x_g = ctx.nets["generator"](self.sample_latents(reals.shape[0], ctx.device))
-        d = ctx.nets["discriminator"]
-        s_r, s_g = self._mean(d(reals)), self._mean(d(x_g))
-        gp = gradient_penalty(d, reals, x_g)
-        return -s_r + s_g + self.lambda_gp * gp, {"wasserstein": (s_r - s_g).detach(), "gp": gp.detach()}
-
-    def wgan_g_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Eq. 2: ``-E[D(G(z))]``."""
-        n = ctx.batch[GanKeys.IMAGE].shape[0]
-        x_g = ctx.nets["generator"](self.sample_latents(n, ctx.device))
-        ctx.outputs[GanKeys.FAKES] = x_g.detach()
-        return -self._mean(ctx.nets["discriminator"](x_g)), {}
