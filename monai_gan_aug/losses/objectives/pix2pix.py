@@ -27,8 +27,7 @@ import torch.nn.functional as F
 
 from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
-from monai_gan_aug.transforms.condition_encoding import (  # re-exported: engines.two_stage, experiments, tests
-    COND_MODES,
+from monai_gan_aug.transforms.condition_encoding import (
     check_condition_mode,
     condition_channels,
     decode_mask,
@@ -37,7 +36,8 @@ from monai_gan_aug.transforms.condition_encoding import (  # re-exported: engine
 )
 from monai_gan_aug.utils.enums import GanKeys
 
-__all__ = ["COND_MODES", "Pix2PixObjective", "condition_channels", "decode_mask", "encode_condition", "mask_to_display"]
+# the condition helpers stay importable from here: engines.two_stage and experiments/figures.py import them so
+__all__ = ["Pix2PixObjective", "condition_channels", "decode_mask", "encode_condition", "mask_to_display"]
 
 
 class Pix2PixObjective(GanObjective):
