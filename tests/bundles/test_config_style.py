@@ -46,15 +46,11 @@ def test_bundle_configs_exist():
 
 # ---- composition (issue 16): configs/common.json holds what a bundle's configs share; the others are composed on it
 BUNDLES = sorted(p.parent.name for p in (REPO / "bundles").glob("*/configs") if (p / "train.json").is_file())
-#: Bundles another change is still moving to a common.json (remove a name once its bundle has one).
-PENDING_COMMON = {"lesion_inpaint"}
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_network_def_lives_in_common_json(bundle):
     configs = REPO / "bundles" / bundle / "configs"
-    if bundle in PENDING_COMMON and not (configs / "common.json").is_file():
-        pytest.skip(f"{bundle}: no configs/common.json yet")
     common = json.loads((configs / "common.json").read_text())
     assert "network_def" in common, f"{bundle}: configs/common.json has no network_def"
     restating = [p.name for p in sorted(configs.glob("*.json"))
