@@ -346,8 +346,9 @@ def test_resume_across_a_resolution_change(tmp_path):
 
 def test_checkpoints_written_before_the_growth_state_moved_into_the_networks(tmp_path):
     """An older checkpoint kept stage / alpha in its 'objective' entry and none in the networks: it still resumes
-    (the handler sets the stage from the iteration) and its generator loads (fully grown unless the deprecated
-    load_checkpoint_state reads the old entry, as bundles exported before call it)."""
+    (the handler sets the stage from the iteration) and its generator loads at the stage of the old entry (the
+    generation loader gives it to the networks' buffers; the deprecated load_checkpoint_state, which bundles exported
+    before call, reads it too)."""
     torch.manual_seed(1)
     straight = trainer_for(tmp_path / "a", 5)
     seen_straight = seen_growth(straight)
@@ -363,7 +364,7 @@ def test_checkpoints_written_before_the_growth_state_moved_into_the_networks(tmp
     torch.save(state, tmp_path / "old" / "checkpoint_3.pt")
 
     g = load_generator_weights(make_nets()["generator"], str(tmp_path / "old" / "checkpoint_3.pt"))
-    assert g.growth == (2, 1.0)  # strict load; no stored stage: fully grown
+    assert g.growth == (1, 0.0)  # strict load; the stage of the old 'objective' entry, not the final one
     obj = make_objective()
     with pytest.warns(FutureWarning, match="deprecated"):
         assert obj.load_checkpoint_state(str(tmp_path / "old" / "checkpoint_3.pt")) is obj
