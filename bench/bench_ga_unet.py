@@ -43,7 +43,7 @@ __all__ = ["FAMILIES", "NAME", "main", "parse_config", "run"]
 
 NAME = "ga_unet"
 FAMILIES = ("ga_unet",)
-# the bundle's network and objective settings (bundles/ga_unet/configs/train.json), and the --quick smoke setting
+# the bundle's network and objective settings (bundles/ga_unet/configs/common.json and train.json), and the --quick smoke setting
 FULL = {"base_channels": 32, "levels": 4, "layers_per_block": 4, "critic_channels": 64, "growth_rate": 32,
         "n_critic": 5, "noise_size": 100}
 QUICK = {"base_channels": 4, "levels": 4, "layers_per_block": 2, "critic_channels": 8, "growth_rate": 4,

@@ -26,16 +26,17 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from monai_gan_aug.losses.objectives.pix2pix import mask_to_display
+from monai_gan_aug.engines.bundles import bundle_config_files
+from monai_gan_aug.transforms.condition_encoding import mask_to_display
 from monai_gan_aug.utils.image import make_grid_rgb, to_uint8_display
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _evaluate_parser(run_dir: str, image_size: int) -> ConfigParser:
-    """bundles/pix2pix/configs/evaluate.json for a trained run, on the CPU."""
+    """bundles/pix2pix/configs/evaluate.json (composed with common.json) for a trained run, on the CPU."""
     parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles/pix2pix/configs/evaluate.json"))
+    parser.read_config([str(f) for f in bundle_config_files(REPO / "bundles/pix2pix", "evaluate.json")])
     parser.update({"output_dir": run_dir, "image_size": image_size, "device": "$torch.device('cpu')"})
     return parser
 

@@ -9,7 +9,7 @@ OUT=${1:-runs/exp}
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-0,1,2}
 test -f runs/demo/pggan_bbox/checkpoints/checkpoint_825.pt || $PY -m monai_gan_aug demo --output_dir runs/demo
-test -f "$OUT/pggan_syn_cls/datalist.json" || $PY -m monai.bundle run --config_file bundles/pggan_bbox/configs/inference.json \
+test -f "$OUT/pggan_syn_cls/datalist.json" || $PY -m monai.bundle run --config_file "['bundles/pggan_bbox/configs/common.json','bundles/pggan_bbox/configs/inference.json']" \
     --image_size 64 --output_dir runs/demo/pggan_bbox --synthetic_dir "$OUT/pggan_syn_cls" --num_samples 600
 $PY -m monai_gan_aug.evaluation.classification --synthetic "pggan_bbox=$OUT/pggan_syn_cls" --networks resnet18,svm \
     --ratios 0,1 --seeds "$SEEDS" --epochs 15 --image_size 64 --out "$OUT/classification"

@@ -11,7 +11,7 @@ export YOLO_OFFLINE=1
 # 1. the demo job's generator: 825 iterations, 4 -> 64 px (resumes / returns at once if already trained)
 test -f runs/demo/pggan_bbox/checkpoints/checkpoint_825.pt || $PY -m monai_gan_aug demo --output_dir runs/demo
 # 2. 600 synthetic slices with their boxes (seeds 1000000..), box sets drawn from the training boxes with jitter
-test -f "$OUT/pggan_syn/datalist.json" || $PY -m monai.bundle run --config_file bundles/pggan_bbox/configs/inference.json \
+test -f "$OUT/pggan_syn/datalist.json" || $PY -m monai.bundle run --config_file "['bundles/pggan_bbox/configs/common.json','bundles/pggan_bbox/configs/inference.json']" \
     --image_size 64 --output_dir runs/demo/pggan_bbox --synthetic_dir "$OUT/pggan_syn" --num_samples 600
 # 3. real only vs real + synthetic (1:1), yolov3-tinyu.yaml from scratch, 128 px, seeds 0-2
 $PY -m monai_gan_aug.evaluation.detection --synthetic "$OUT/pggan_syn" --ratios 0,1 --seeds "$SEEDS" \

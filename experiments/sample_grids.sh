@@ -7,7 +7,7 @@ set -euo pipefail
 OUT=${1:-runs/exp}
 PY=${PY:-.venv/bin/python}
 ITERS=${ITERS:-150}
-run() { $PY -m monai.bundle run --config_file "bundles/$1/configs/train.json" --seed 0 --save_interval 100 \
+run() { $PY -m monai.bundle run --config_file "['bundles/$1/configs/common.json','bundles/$1/configs/train.json']" --seed 0 --save_interval 100 \
         --sample_interval 100 --output_dir "$OUT/grid_$2" "${@:3}"; }
 run fastgan fastgan --image_size 64 --base_channels 32 --max_iterations 300
 run alpha_wgan_gp alpha3d --spatial_dims 3 --image_size 32 --base_channels 16 --batch_size 4 --max_iterations "$ITERS"

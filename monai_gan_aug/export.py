@@ -5,7 +5,7 @@
 Example::
 
     python -m monai_gan_aug.export --bundle pggan_bbox --run_dir runs/demo/pggan_bbox --out exported/pggan_bbox
-    python -m monai.bundle run --config_file exported/pggan_bbox/configs/inference.json --num_samples 100
+    python -m monai.bundle run --config_file "['exported/pggan_bbox/configs/common.json','exported/pggan_bbox/configs/inference.json']" --num_samples 100
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"export failed: {err}", file=sys.stderr)
         return 1
     print(f"exported bundle: {out}")
-    print(f"generate: python -m monai.bundle run --config_file {out}/configs/inference.json --num_samples 64")
+    files = ",".join(f"'{out}/configs/{c}'" for c in ("common.json", "inference.json"))
+    print(f'generate: python -m monai.bundle run --config_file "[{files}]" --num_samples 64')
     return 0
 
 

@@ -30,8 +30,8 @@ from ignite.engine import Engine, Events
 
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase
 from monai_gan_aug.losses.objectives.noise import DCGANObjective
-from monai_gan_aug.losses.objectives.pix2pix import (
-    Pix2PixObjective,
+from monai_gan_aug.losses.objectives.pix2pix import Pix2PixObjective
+from monai_gan_aug.transforms.condition_encoding import (
     condition_channels,
     decode_mask,
     encode_condition,

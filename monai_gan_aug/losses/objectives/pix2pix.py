@@ -27,17 +27,11 @@ import torch.nn.functional as F
 
 from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
-from monai_gan_aug.transforms.condition_encoding import (
-    check_condition_mode,
-    condition_channels,
-    decode_mask,
-    encode_condition,
-    mask_to_display,
-)
+from monai_gan_aug.transforms.condition_encoding import check_condition_mode, condition_channels, encode_condition
 from monai_gan_aug.utils.enums import GanKeys
 
 # the condition helpers stay importable from here: engines.two_stage and experiments/figures.py import them so
-__all__ = ["Pix2PixObjective", "condition_channels", "decode_mask", "encode_condition", "mask_to_display"]
+__all__ = ["Pix2PixObjective"]
 
 
 class Pix2PixObjective(GanObjective):
