@@ -35,7 +35,7 @@ import torch
 from monai.data.box_utils import box_iou
 from monai.metrics import Cumulative
 
-from monai_gan_aug.transforms.boxes.array import as_box_array
+from monai_gan_aug.transforms.boxes.array import as_box_array, box_voxel_slices
 
 __all__ = ["BoxContrastFilter", "BoxFidelity", "box_contrast", "box_contrasts", "evaluate_box_fidelity", "fidelity_markdown", "shuffle_boxes"]
 
@@ -46,18 +46,6 @@ def _as_array(image: Any) -> np.ndarray:
     if isinstance(image, torch.Tensor):
         return image.detach().cpu().double().numpy()
     return np.asarray(image, dtype=np.float64)
-
-
-def _region(box: np.ndarray, size: Sequence[int]) -> tuple[slice, ...] | None:
-    d = len(size)
-    out = []
-    for ax in range(d):
-        lo = max(0, math.floor(box[ax] + 1e-6))
-        hi = min(int(size[ax]), math.ceil(box[ax + d] - 1e-6))
-        if hi <= lo:
-            return None
-        out.append(slice(lo, hi))
-    return tuple(out)
 
 
 def _foreground(arr: np.ndarray) -> np.ndarray:
@@ -89,7 +77,7 @@ def box_contrasts(image: Any, boxes: Any) -> np.ndarray:
     std = float(arr[fg].std())
     std = max(std, 1e-8 * max(1.0, float(np.abs(arr).max())))
     in_any = np.zeros(size, dtype=bool)
-    regions = [_region(box, size) for box in b]
+    regions = [box_voxel_slices(box, size) for box in b]
     for r in regions:
         if r is not None:
             in_any[r] = True

@@ -24,7 +24,6 @@ in MONAI's own configs.
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from monai_gan_aug.utils.weights import hub_checkpoints_dir, local_weights_file
 
 __all__ = ["VGG16_LAYERS", "VGG16_WEIGHTS_ENV", "PerceptualFeatureLoss", "VGG16Features", "find_vgg16_weights"]
 
@@ -57,21 +58,10 @@ def find_vgg16_weights(weights_path: str | os.PathLike | None = None) -> Path:
     Raises:
         FileNotFoundError: nothing found; the message says where to put the file.
     """
-    if weights_path is not None:
-        path = Path(weights_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"VGG16 weights file {path} does not exist (weights_path of the perceptual loss).")
-        return path
-    env = os.environ.get(VGG16_WEIGHTS_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"${VGG16_WEIGHTS_ENV} names {path}, which does not exist.")
-        return path
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    found = sorted(glob.glob(str(hub / "vgg16-*.pth")))
-    if found:
-        return Path(found[0])
+    found = local_weights_file(weights_path, VGG16_WEIGHTS_ENV, ["vgg16-*.pth"], "VGG16 weights of the perceptual loss")
+    if found is not None:
+        return found
+    hub = hub_checkpoints_dir()
     raise FileNotFoundError(
         "No VGG16 weights for the perceptual loss, and monai_gan_aug never downloads them. Put torchvision's ImageNet "
         f"VGG16 state dict (vgg16-397923af.pth) into {hub}, or pass weights_path=FILE / set ${VGG16_WEIGHTS_ENV}; "

@@ -19,7 +19,6 @@ the batched, ``no_grad`` path used by the metrics. Extractors never download wei
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import math
 import os
@@ -30,6 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from monai_gan_aug.utils.weights import hub_checkpoints_dir, local_weights_file
 
 __all__ = [
     "INCEPTION_ENV_VAR",
@@ -198,22 +199,10 @@ def find_inception_weights(weights_path: str | os.PathLike | None = None) -> Pat
         FileNotFoundError: with the file names, the URLs to fetch them from on a connected machine and where to put
             them.
     """
-    if weights_path is not None:
-        p = Path(weights_path).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"Inception-v3 weight file {p} does not exist; check `weights_path`.")
-        return p
-    env = os.environ.get(INCEPTION_ENV_VAR)
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"${INCEPTION_ENV_VAR} names {p}, which does not exist.")
-        return p
-    ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    for pattern in INCEPTION_WEIGHT_PATTERNS:
-        hits = sorted(glob.glob(str(ckpt_dir / pattern)))
-        if hits:
-            return Path(hits[0])
+    found = local_weights_file(weights_path, INCEPTION_ENV_VAR, INCEPTION_WEIGHT_PATTERNS, "Inception-v3 weights")
+    if found is not None:
+        return found
+    ckpt_dir = hub_checkpoints_dir()
     raise FileNotFoundError(
         "Inception-v3 weights not found and they are never downloaded. On a machine with internet access fetch "
         "either https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth "

@@ -38,6 +38,7 @@ __all__ = [
     "ValidateBoxes",
     "as_box_array",
     "box_problems",
+    "box_voxel_slices",
     "boxes_to_condition_map",
     "boxes_to_yolo_lines",
     "crop_boxes",
@@ -283,7 +284,9 @@ def slice_boxes(
     return _like(out, boxes), new_labels, keep
 
 
-def _voxel_ranges(box: np.ndarray, size: Sequence[int]) -> tuple[slice, ...] | None:
+def box_voxel_slices(box: np.ndarray, size: Sequence[int]) -> tuple[slice, ...] | None:
+    """The whole voxels a box ``[lo..., hi...]`` covers in an image of spatial ``size`` (``floor(lo) <= i < ceil(hi)``,
+    clipped to the image), or None when it covers none."""
     dims = len(size)
     slices = []
     for d in range(dims):
@@ -327,7 +330,7 @@ def boxes_to_condition_map(
         if lab.shape != (arr.shape[0],):
             raise ValueError(f"{arr.shape[0]} boxes but labels of shape {lab.shape}.")
     for i, box in enumerate(arr):
-        region = _voxel_ranges(box, size)
+        region = box_voxel_slices(box, size)
         if region is None:
             continue
         if mode == "fill":
