@@ -72,8 +72,10 @@ class Phase:
 class GanObjective:
     """Base class of every family's objective.
 
-    Subclasses implement :meth:`phases` and :meth:`generate`; they may override :meth:`prepare_batch` (build
-    condition maps, split channels) and keep state through :meth:`state_dict` (e.g. progressive-growing stage).
+    Subclasses implement :meth:`phases` and :meth:`generate`. Conditions (box maps, encoded masks, pairs) are built
+    by transforms in the dataset, so :meth:`prepare_batch` moves tensors to the device (an override may rename keys
+    or check dtypes); state goes through :meth:`state_dict` (e.g. image pools); the progressive-growing stage lives
+    in the PGGAN networks' buffers.
 
     Attributes:
         generator_name: the network the engine keeps an EMA of and the inference workflow uses.
