@@ -563,10 +563,11 @@ def content_digest(items: Sequence[Mapping]) -> str:
 
 
 def bundle_config_digest(bundle: str) -> str:
-    """A digest of the bundle's config files: a generator trained before they changed is not reused."""
+    """A digest of the bundle's config files: a generator trained before they changed is not reused.
+    ``metadata.json`` (version, changelog, what the bundle serves) does not change training or generation: left out."""
     from monai_gan_aug.engines.bundles import bundle_root
 
-    files = sorted((bundle_root(bundle) / "configs").glob("*.json"))
+    files = sorted(f for f in (bundle_root(bundle) / "configs").glob("*.json") if f.name != "metadata.json")
     return _digest({f.name: f.read_text() for f in files})
 
 

@@ -298,3 +298,17 @@ def test_copy_paste_arms_match_every_gan_ratio():
             assert (twin.added, twin.ratio, twin.classic) == ("copy_paste", a.ratio, a.classic)
     assert [a.name for a in B.make_arms([2.0], copy_paste=False)] == ["real", "real+classic", "real+gan x2",
                                                                        "real+gan x2+classic"]
+
+
+def test_generator_key_follows_the_training_configs_not_the_metadata(tmp_path):
+    import shutil
+
+    root = tmp_path / "lesion_inpaint"
+    shutil.copytree(Path(B.__file__).resolve().parents[2] / "bundles" / "lesion_inpaint" / "configs", root / "configs")
+    before = B.bundle_config_digest(str(root))
+    meta = root / "configs" / "metadata.json"
+    meta.write_text(meta.read_text().replace('"version": "', '"version": "9'))  # a release note: same generator
+    assert B.bundle_config_digest(str(root)) == before
+    train = root / "configs" / "train.json"
+    train.write_text(train.read_text().replace('"lambda_l1_box": 10.0', '"lambda_l1_box": 1.0'))
+    assert B.bundle_config_digest(str(root)) != before  # a training setting: the generator is trained again
