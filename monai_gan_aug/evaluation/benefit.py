@@ -700,10 +700,11 @@ def run_benefit(
     ``out_dir``. Returns the report dict. Bad settings raise :class:`BenefitError` before any training."""
     if task not in TASKS:
         raise BenefitError(f"unknown task {task!r}; available: {sorted(TASKS)}.")
-    served = bundle_tasks().get(bundle)
+    infos = bundle_infos()  # read the bundles once
+    served = infos[bundle].downstream_tasks if bundle in infos and infos[bundle].downstream_tasks else None
     if served is None:
         raise BenefitError(f"bundle {bundle!r} has no benefit protocol (no 'downstream_tasks' in its metadata.json); "
-                           f"available: {sorted(bundle_tasks())}.")
+                           f"available: {sorted(n for n, i in infos.items() if i.downstream_tasks)}.")
     if task not in served:
         raise BenefitError(f"bundle {bundle!r} cannot serve the {task} task (it serves {list(served)}).")
     seeds = [int(s) for s in seeds]
@@ -712,7 +713,7 @@ def run_benefit(
     ratios = [float(r) for r in ratios]
     if not ratios or any(not math.isfinite(r) or r <= 0 for r in ratios):
         raise BenefitError(f"ratios must be positive numbers, got {ratios}.")
-    gen_over = {**(bundle_infos()[bundle].quick if quick else {}), **dict(generator_overrides or {})}
+    gen_over = {**(infos[bundle].quick if quick else {}), **dict(generator_overrides or {})}
     task_over = {**(QUICK_TASK.get(task, {}) if quick else {}), **dict(task_settings or {})}
     if task == "detection" and "imgsz" not in task_over:  # the generator's resolution: no synthetic image upscaled
         task_over["imgsz"] = int(gen_over.get("image_size") or _bundle_default(bundle, "image_size"))
