@@ -64,6 +64,8 @@ __all__ = [
     "check_generator_data",
     "operating_threshold",
     "make_arms",
+    "added_items",
+    "MIXED",
     "run_benefit",
     "benefit_markdown",
 ]
@@ -71,6 +73,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BASELINE = "real+classic"
+#: the ``added`` of a mixed arm: half GAN, half copy-paste images
+MIXED = "gan+copy_paste"
 
 
 class BenefitError(ValueError):
@@ -83,7 +87,7 @@ class Arm:
     """One arm of a row: what is added to the real subset, and whether classic augmentation is on."""
 
     name: str
-    added: str | None = None  # None, "copy_paste" or "gan"
+    added: str | None = None  # None, "copy_paste", "gan" or MIXED
     ratio: float = 0.0
     classic: bool = False
 
@@ -99,24 +103,49 @@ class Metric:
     higher_is_better: bool = True
 
 
-def make_arms(ratios: Sequence[float], copy_paste: bool = True) -> list[Arm]:
+def make_arms(ratios: Sequence[float], copy_paste: bool = True, mixed_ratios: Sequence[float] = ()) -> list[Arm]:
     """The arms of every row: real, real + classic, then at each ratio r (real + copy-paste x r) and real + GAN x r,
     each with and without classic augmentation. Copy-paste adds as many images as the GAN arm it is compared with:
-    a GAN arm never wins by quantity alone."""
+    a GAN arm never wins by quantity alone.
+
+    At each of ``mixed_ratios`` (each must be one of ``ratios`` and needs copy-paste) a mixed arm adds GAN x r/2 and
+    copy-paste x r/2: does the GAN add something to copy-paste, against copy-paste x r (the same number of images)?"""
     arms = [Arm("real"), Arm(BASELINE, classic=True)]
-    for added in ("copy_paste", "gan") if copy_paste else ("gan",):
-        for r in ratios:
+    kinds = [(k, ratios) for k in (("copy_paste", "gan") if copy_paste else ("gan",))]
+    if mixed_ratios:
+        if not copy_paste:
+            raise BenefitError("mixed GAN + copy-paste arms need the copy-paste arms (drop --no_copy_paste).")
+        missing = [r for r in mixed_ratios if float(r) not in {float(x) for x in ratios}]
+        if missing:
+            raise BenefitError(f"mixed ratios {missing} are not among the ratios {list(ratios)}: a mixed arm is "
+                               "compared with the copy-paste arm of its ratio.")
+        kinds.append((MIXED, mixed_ratios))
+    for added, rs in kinds:
+        for r in rs:
             tag = f"{float(r):g}"
             arms += [Arm(f"real+{added} x{tag}", added, float(r)), Arm(f"real+{added} x{tag}+classic", added, float(r), True)]
     return arms
 
 
 def copy_paste_twin(arm: Arm, arms: Sequence[Arm]) -> Arm | None:
-    """The copy-paste arm a GAN arm is compared with (same ratio, same classic augmentation), or None."""
-    if arm.added != "gan":
+    """The copy-paste arm a GAN or mixed arm is compared with (same ratio, same classic augmentation), or None."""
+    if arm.added not in ("gan", MIXED):
         return None
     return next((a for a in arms if a.added == "copy_paste" and a.classic == arm.classic and a.ratio == arm.ratio),
                 None)
+
+
+def added_items(arm: Arm, pools: Mapping[str, Sequence[dict]], n_real: int) -> list[dict]:
+    """The synthetic items ``arm`` adds to ``n_real`` real images: the first ``round(ratio * n_real)`` of its pool,
+    so the sets of a source are nested across ratios (x1 is part of x2) and a run stays the same when a larger ratio
+    enlarges the pool. A mixed arm takes half from the GAN pool and half from the copy-paste pool."""
+    if not arm.added:
+        return []
+    n_add = int(round(arm.ratio * n_real))
+    if arm.added == MIXED:
+        n_gan = n_add // 2
+        return list(pools["gan"][:n_gan]) + list(pools["copy_paste"][:n_add - n_gan])
+    return list(pools[arm.added][:n_add])
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -552,7 +581,7 @@ def content_digest(items: Sequence[Mapping]) -> str:
     for item in items:
         entry = {}
         for k, v in item.items():
-            if k in ("patient", "name", "pasted_into", "checkpoint"):  # provenance, not content
+            if k in ("patient", "name", "pasted_into", "checkpoint", "config_hash"):  # provenance, not content
                 continue
             if isinstance(v, str) and os.path.sep in v and os.path.isfile(v):
                 entry[k] = _file_sha(os.path.realpath(v))
@@ -690,6 +719,7 @@ def run_benefit(
     inference_overrides: Mapping[str, Any] | None = None,
     task_settings: Mapping[str, Any] | None = None,
     copy_paste: bool = True,
+    mixed_ratios: Sequence[float] = (),
     subset_seed: int = 0,
     n_boot: int = 2000,
     quick: bool = False,
@@ -727,10 +757,12 @@ def run_benefit(
     inf_over = dict(inference_overrides or {})  # the generator's settings come from its settings.json
     out = Path(out_dir).expanduser().absolute()
     copy_paste = bool(copy_paste) and t.name != "classification"  # copy-paste pastes lesions with their masks
-    arms = make_arms(ratios, copy_paste)
+    mixed_ratios = [float(r) for r in mixed_ratios]
+    arms = make_arms(ratios, copy_paste, mixed_ratios)
     config = {"bundle": bundle, "task": task, "dataset": source, "fractions": sorted(subsets), "seeds": seeds,
               "ratios": ratios, "generator_overrides": gen_over, "inference_overrides": inf_over,
-              "task_settings": t.settings, "subset_seed": subset_seed, "copy_paste": copy_paste}
+              "task_settings": t.settings, "subset_seed": subset_seed, "copy_paste": copy_paste,
+              **({"mixed_ratios": mixed_ratios} if mixed_ratios else {})}
     t0 = time.perf_counter()
     t.prepare(splits)
     test_digest = content_digest(splits["test"])
@@ -743,7 +775,7 @@ def run_benefit(
         n_syn = max(1, int(round(max(ratios) * len(subset))))
         real_digest = content_digest(subset)
         added_sets: dict[str, list[dict]] = {}
-        if any(a.added == "gan" for a in arms):
+        if any(a.added in ("gan", MIXED) for a in arms):
             key = _digest({"bundle": bundle, "subset": sorted(_file_set(subset)), "overrides": gen_over,
                            "seed": subset_seed, "subset_content": real_digest,
                            "configs": bundle_config_digest(bundle)})
@@ -759,12 +791,7 @@ def run_benefit(
         for arm in arms:
             row.runs[arm.name] = {}
             for seed in seeds:
-                added = []
-                if arm.added:
-                    pool = added_sets[arm.added]
-                    n_add = int(round(arm.ratio * len(subset)))
-                    order = np.random.default_rng([seed, 11]).permutation(len(pool))
-                    added = [pool[k] for k in order[:n_add]]
+                added = added_items(arm, added_sets, len(subset))
                 # keyed by what the run saw, not where it lay: records stay valid when an out dir is copied
                 run_cfg = {"task": task, "settings": t.settings, "classic": arm.classic, "seed": seed,
                            "content": {"real": real_digest, "added": content_digest(added), "test": test_digest}}

@@ -312,3 +312,33 @@ def test_generator_key_follows_the_training_configs_not_the_metadata(tmp_path):
     train = root / "configs" / "train.json"
     train.write_text(train.read_text().replace('"lambda_l1_box": 10.0', '"lambda_l1_box": 1.0'))
     assert B.bundle_config_digest(str(root)) != before  # a training setting: the generator is trained again
+
+
+def test_mixed_arms_and_nested_synthetic_sets():
+    arms = B.make_arms([1.0, 2.0], mixed_ratios=[2.0])
+    mixed = [a for a in arms if a.added == B.MIXED]
+    assert [a.name for a in mixed] == ["real+gan+copy_paste x2", "real+gan+copy_paste x2+classic"]
+    for a in mixed:  # compared with copy-paste adding as many images
+        twin = B.copy_paste_twin(a, arms)
+        assert (twin.added, twin.ratio, twin.classic) == ("copy_paste", 2.0, a.classic)
+    with pytest.raises(B.BenefitError, match="not among the ratios"):
+        B.make_arms([1.0], mixed_ratios=[2.0])
+    with pytest.raises(B.BenefitError, match="copy-paste"):
+        B.make_arms([2.0], copy_paste=False, mixed_ratios=[2.0])
+    pools = {"gan": [{"image": f"g{k}"} for k in range(20)], "copy_paste": [{"image": f"c{k}"} for k in range(20)]}
+    by_name = {a.name: a for a in arms}
+    x1 = B.added_items(by_name["real+gan x1"], pools, 10)
+    x2 = B.added_items(by_name["real+gan x2"], pools, 10)
+    assert len(x1) == 10 and len(x2) == 20 and x1 == x2[:10]  # nested: x1 does not change when x2 enlarges the pool
+    mix = B.added_items(by_name["real+gan+copy_paste x2"], pools, 10)
+    assert [i["image"] for i in mix] == [f"g{k}" for k in range(10)] + [f"c{k}" for k in range(10)]
+    assert B.added_items(by_name["real"], pools, 10) == []
+
+
+def test_content_digest_ignores_provenance(tmp_path):
+    img = tmp_path / "a.nii.gz"
+    img.write_bytes(b"same bytes")
+    a = {"image": str(img), "boxes": [[1, 2, 3, 4]], "config_hash": "x", "checkpoint": "/a/b.pt"}
+    b = {**a, "config_hash": "y", "checkpoint": "/c/d.pt"}
+    assert B.content_digest([a]) == B.content_digest([b])
+    assert B.content_digest([a]) != B.content_digest([{**a, "boxes": [[1, 2, 3, 5]]}])
