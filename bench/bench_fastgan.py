@@ -42,14 +42,16 @@ def bench_fastgan(args, machine: dict[str, Any]) -> dict[str, Any]:
     from monai_gan_aug.engines import AdversarialTrainer
     from monai_gan_aug.losses.objectives.fastgan import FastGANObjective
     from monai_gan_aug.networks.nets.fastgan import FastGANDiscriminator, FastGANGenerator
+    from monai_gan_aug.transforms.mask_channels import append_mask_channels
 
     dev = args.device
     size, bs, base, latent = args.image_size, args.batch_size, args.base_channels, args.latent_size
     channels = 1 + args.mask_channels
     gen = torch.Generator().manual_seed(0)
     batch = {"image": (torch.rand(bs, 1, size, size, generator=gen) * 2 - 1).to(dev)}
-    if args.mask_channels:
-        batch["label"] = (torch.rand(bs, 1, size, size, generator=gen) > 0.9).float().to(dev)
+    if args.mask_channels:  # the masks join the image as the dataset's AppendMaskChannelsd does
+        label = (torch.rand(bs, 1, size, size, generator=gen) > 0.9).float().to(dev)
+        batch = {"image": append_mask_channels(batch["image"], label, args.mask_channels), "label": label}
     torch.manual_seed(0)
     nets = {"generator": FastGANGenerator(latent, channels, size, base),
             "discriminator": FastGANDiscriminator(channels, size, base)}

@@ -235,9 +235,9 @@ class TwoStageObjective(GanObjective):
             {self.mask_objective.generator_name: nets[self.mask_generator_name]}, num, seeds=seeds, device=device
         )
         mask = stage1[GanKeys.LABEL]
-        cond_batch = self.image_objective.prepare_batch({self.image_objective.cond_key: mask.float()}, torch.device(device))
-        try:
-            out = self.image_objective.generate(nets, num, batch=cond_batch, seeds=seeds, device=device)
+        try:  # the image objective encodes the raw map as it encodes an annotator's mask
+            out = self.image_objective.generate(nets, num, batch={self.image_objective.cond_key: mask.float()},
+                                                seeds=seeds, device=device)
         except ValueError as err:
             raise ValueError(
                 f"TwoStageObjective: the image generator rejected the generated masks {tuple(mask.shape)} ({err}); both "

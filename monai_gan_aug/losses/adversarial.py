@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ADVERSARIAL_MODES", "d_adversarial_loss", "g_adversarial_loss", "gradient_penalty", "r1_penalty"]
+__all__ = ["ADVERSARIAL_MODES", "d_adversarial_loss", "g_adversarial_loss", "gradient_penalty", "hinge_margin_loss", "r1_penalty"]
 
 ADVERSARIAL_MODES = ("vanilla", "lsgan", "hinge", "wgan")
 
@@ -52,6 +52,14 @@ def g_adversarial_loss(fake_logits: torch.Tensor, mode: str = "vanilla") -> torc
     if mode == "lsgan":
         return 0.5 * ((fake_logits - 1.0) ** 2).mean()
     return -fake_logits.mean()
+
+
+def hinge_margin_loss(logits: torch.Tensor, real: bool, margin_jitter: float = 0.0) -> torch.Tensor:
+    """One side of the hinge loss, ``mean(relu(m - D(x)))`` for reals and ``mean(relu(m + D(G(z))))`` for fakes, with
+    the margin ``m`` drawn from ``U(1 - margin_jitter, 1)`` per logit as in FastGAN's code (0: the plain hinge)."""
+    logits = logits.float()
+    margin = 1.0 - margin_jitter * torch.rand_like(logits) if margin_jitter else 1.0
+    return F.relu(margin - logits).mean() if real else F.relu(margin + logits).mean()
 
 
 def gradient_penalty(

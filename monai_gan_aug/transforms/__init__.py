@@ -34,7 +34,9 @@ from .condition_encoding import (
     EncodeConditiond,
     EncodeConditionDict,
     check_condition_mode,
+    check_label_values,
     condition_channels,
+    condition_outputs,
     decode_mask,
     encode_condition,
     mask_to_display,
@@ -58,6 +60,7 @@ from .inpaint import (
     lesion_items,
     load_box_file,
 )
+from .mask_channels import AppendMaskChannelsd
 from .mix import SyntheticMix, SyntheticMixD, SyntheticMixd, SyntheticMixDict
 from .preprocessing.array import (
     CheckImage,
@@ -92,4 +95,4 @@ from .preprocessing.dictionary import (
     ScaleToSymmetricRangeDict,
 )
 
-__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing", "mix", "copy_paste", "inpaint", "condition_encoding")]
+__all__ = [k for k in dir() if not k.startswith("_") and k not in ("annotations", "array", "dictionary", "boxes", "preprocessing", "mix", "copy_paste", "inpaint", "condition_encoding", "mask_channels")]

@@ -13,7 +13,7 @@ map). :func:`decode_mask` turns a generated or encoded condition back into a lab
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,8 @@ from monai.utils import TransformBackends, ensure_tuple_rep
 from monai_gan_aug.utils.enums import GanKeys
 
 __all__ = [
+    "check_label_values",
+    "condition_outputs",
     "COND_MODES",
     "EncodeCondition",
     "EncodeConditionD",
@@ -116,6 +118,32 @@ def decode_mask(x: torch.Tensor, cond_mode: str = "onehot", num_classes: int = 2
     if x.shape[1] != 1:
         raise ValueError(f"decode_mask: scaled input needs 1 channel, got shape {tuple(x.shape)}.")
     return ((x.float() + 1.0) * 0.5 * (num_classes - 1)).round().clamp(0, num_classes - 1).long()
+
+
+def check_label_values(label_values: Sequence[int] | None, cond_mode: str, num_classes: int) -> list[int] | None:
+    """``label_values`` (the classes of a condition map that form a written label) as ints, checked against a label
+    condition of ``num_classes`` classes; None stays None."""
+    if label_values is None:
+        return None
+    values = [int(v) for v in label_values]
+    if cond_mode == "image" or any(not 0 <= v < num_classes for v in values):
+        raise ValueError(f"label_values {values} must be classes 0..{num_classes - 1} of a label condition.")
+    return values
+
+
+def condition_outputs(cond_map: torch.Tensor, cond_key: str, label_values: Sequence[int] | None) -> dict[str, torch.Tensor]:
+    """What a sample generated from a label map hands back: ``cond`` (the int64 map), the map under ``cond_key``
+    too (unless that is ``image`` / ``label``) and ``label``: the map, or its ``label_values`` classes as a uint8
+    mask."""
+    cond_map = cond_map.round().long() if cond_map.is_floating_point() else cond_map.long()
+    out = {GanKeys.COND: cond_map}
+    if cond_key not in (GanKeys.IMAGE, GanKeys.LABEL):
+        out[cond_key] = cond_map
+    if label_values is None:
+        out[GanKeys.LABEL] = cond_map
+    else:
+        out[GanKeys.LABEL] = torch.isin(cond_map, torch.as_tensor(list(label_values), device=cond_map.device)).to(torch.uint8)
+    return out
 
 
 def mask_to_display(mask: torch.Tensor, num_classes: int) -> torch.Tensor:

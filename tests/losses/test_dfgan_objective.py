@@ -62,8 +62,8 @@ def test_fid_loss_lowers_frechet_distance_and_reaches_generator():
     reals = _reals(64)
     obj.set_real_statistics(reals)
     g = _generator()
-    cond = obj.prepare_batch({"label": _maps(16)}, torch.device("cpu"))["cond"]
-    eval_cond = obj.prepare_batch({"label": _maps(64, seed=5)}, torch.device("cpu"))["cond"]
+    cond = obj.condition({"label": _maps(16)})
+    eval_cond = obj.condition({"label": _maps(64, seed=5)})
     real_feats = obj.extractor.extract(reals)
 
     def measured() -> float:

@@ -11,6 +11,7 @@ from monai_gan_aug.engines import AdversarialTrainer
 from monai_gan_aug.losses.objectives.base import PhaseContext
 from monai_gan_aug.losses.objectives.fastgan import FastGANObjective
 from monai_gan_aug.networks.nets.fastgan import FastGANDiscriminator, FastGANGenerator
+from monai_gan_aug.transforms import AppendMaskChannelsd
 
 LATENT = 8
 
@@ -30,7 +31,8 @@ def _loader(n=4):
         label = torch.zeros(1, 32, 32)
         label[:, 8:16, 10:20] = 1
         data.append({"image": torch.rand(1, 32, 32, generator=g) * 2 - 1, "label": label})
-    return torch.utils.data.DataLoader(data, batch_size=2)
+    # the masks join the image in the dataset, as in the bundle's preprocessing
+    return torch.utils.data.DataLoader([AppendMaskChannelsd("image", "label", 1)(d) for d in data], batch_size=2)
 
 
 def _ctx(nets, batch, outputs=None):
@@ -87,23 +89,28 @@ def test_reconstruction_on_reals_only_and_augmentation_everywhere():
 
 
 def test_hinge_loss_values():
-    obj = FastGANObjective(LATENT)
+    from monai_gan_aug.losses.adversarial import hinge_margin_loss
+
     logits = torch.tensor([[2.0, 0.5, -1.5]])
-    assert obj._hinge_real(logits).item() == pytest.approx((0 + 0.5 + 2.5) / 3)
-    assert obj._hinge_fake(logits).item() == pytest.approx((3 + 1.5 + 0) / 3)
+    assert hinge_margin_loss(logits, True).item() == pytest.approx((0 + 0.5 + 2.5) / 3)
+    assert hinge_margin_loss(logits, False).item() == pytest.approx((3 + 1.5 + 0) / 3)
+    jittered = hinge_margin_loss(logits, True, 0.2).item()  # margins in [0.8, 1]: never above the plain hinge
+    assert (0 + 0.3 + 2.3) / 3 - 1e-6 <= jittered <= (0 + 0.5 + 2.5) / 3 + 1e-6
 
 
-def test_prepare_batch_masks():
-    obj = FastGANObjective(LATENT, mask_channels=1)
-    batch = {"image": torch.zeros(2, 1, 4, 4), "label": torch.tensor([0.0, 1.0]).repeat(16).reshape(2, 1, 4, 4)}
-    out = obj.prepare_batch(batch, torch.device("cpu"))
-    assert out["image"].shape == (2, 2, 4, 4) and set(out["image"][:, 1].unique().tolist()) == {-1.0, 1.0}
-    with pytest.raises(ValueError, match="mask_channels"):
-        obj.prepare_batch({"image": torch.zeros(2, 1, 4, 4)}, torch.device("cpu"))
+def test_mask_channels_join_the_image_in_the_dataset():
+    item = {"image": torch.zeros(1, 4, 4), "label": torch.tensor([0.0, 1.0]).repeat(8).reshape(1, 4, 4)}
+    out = AppendMaskChannelsd("image", "label", 1)(item)
+    assert out["image"].shape == (2, 4, 4) and set(out["image"][1].unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(out["image"][1], item["label"][0] * 2 - 1) and torch.equal(out["label"], item["label"])
+    assert AppendMaskChannelsd("image", "label", 0)({"image": torch.zeros(1, 4, 4)})["image"].shape == (1, 4, 4)
+    with pytest.raises(ValueError, match="'label' mask of every item"):
+        AppendMaskChannelsd("image", "label", 1)({"image": torch.zeros(1, 4, 4)})
     with pytest.raises(ValueError, match="'label' of shape"):
-        obj.prepare_batch({"image": torch.zeros(2, 1, 4, 4), "label": torch.zeros(2, 1, 4, 2)}, torch.device("cpu"))
-    # seed-only batches (generation) pass through
-    assert "image" not in obj.prepare_batch({"seed": torch.tensor([1, 2])}, torch.device("cpu"))
+        AppendMaskChannelsd("image", "label", 1)({"image": torch.zeros(1, 4, 4), "label": torch.zeros(1, 4, 2)})
+    obj = FastGANObjective(LATENT, mask_channels=1)  # prepare_batch only moves: a batch without the masks is refused
+    with pytest.raises(ValueError, match="AppendMaskChannelsd"):
+        obj.d_loss(_ctx(_nets(), obj.prepare_batch({"image": torch.zeros(2, 1, 32, 32)}, torch.device("cpu"))))
 
 
 def test_generate_splits_image_and_label_and_is_seeded():

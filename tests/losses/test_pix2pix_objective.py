@@ -59,7 +59,7 @@ def test_one_step_finite_losses_and_gradients_where_expected():
     obj = Pix2PixObjective(cond_key="tissue", num_classes=3)
     maps = _maps()
     batch = obj.prepare_batch({"image": mask_to_display(maps, 3), "tissue": maps}, torch.device("cpu"))
-    assert batch["cond"].shape == (4, 3, 16, 16)
+    assert "cond" not in batch and obj.condition(batch).shape == (4, 3, 16, 16)  # prepare_batch only moves
     ctx = _ctx(nets, batch)
 
     nets["discriminator"].requires_grad_(False)  # what the engine does during the g phase
@@ -80,7 +80,7 @@ def test_one_step_finite_losses_and_gradients_where_expected():
     assert all(p.grad is not None for p in nets["discriminator"].parameters())
 
 
-def test_prepare_batch_moves_dataset_conditions_and_encodes_raw_maps_the_same_way():
+def test_prepare_batch_only_moves_and_raw_maps_are_encoded_the_same_way():
     maps = _maps()
     obj = Pix2PixObjective(cond_key="tissue", num_classes=3)
     encode = EncodeConditiond(keys="tissue", cond_mode="onehot", num_classes=3)
@@ -91,7 +91,8 @@ def test_prepare_batch_moves_dataset_conditions_and_encodes_raw_maps_the_same_wa
     moved = obj.prepare_batch(built, torch.device("cpu"))
     assert moved["cond"] is built["cond"] and torch.equal(moved["tissue"], maps)  # nothing re-encoded
     raw = obj.prepare_batch({"image": mask_to_display(maps, 3), "tissue": maps}, torch.device("cpu"))
-    assert torch.equal(raw["cond"], moved["cond"]) and torch.equal(raw["cond"], encode_condition(maps, "onehot", 3))
+    assert "cond" not in raw  # nothing built in prepare_batch; a raw map is encoded by the same encoder when used
+    assert torch.equal(obj.condition(raw), moved["cond"]) and torch.equal(obj.condition(raw), encode_condition(maps, "onehot", 3))
     nets = _nets()
     nets["discriminator"].requires_grad_(False)
     torch.manual_seed(1)  # dropout
@@ -110,8 +111,8 @@ def test_lsgan_and_missing_condition():
     g_loss, _ = obj.g_loss(ctx)
     d_loss, _ = obj.d_loss(ctx)
     assert torch.isfinite(g_loss) and torch.isfinite(d_loss)
-    with pytest.raises(ValueError, match="no condition 'label'"):
-        obj.prepare_batch({"image": maps}, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"lacks \['label'\].*EncodeConditiond"):
+        obj.g_loss(_ctx(nets, obj.prepare_batch({"image": maps}, torch.device("cpu"))))
     with pytest.raises(ValueError, match="mode"):
         Pix2PixObjective(mode="wgan")
     with pytest.raises(ValueError, match="reconstruction"):

@@ -103,17 +103,6 @@ class AlphaWGANObjective(NoiseToImageObjective):
                 Phase("g", ["generator"], self.g_loss),
             ]
 
-    @property
-    def network_names(self) -> tuple[str, ...]:
-        """The networks (and optimizers) this variant needs."""
-        names: list[str] = []
-        for p in self._phases:
-            names += [n for n in p.networks if n not in names]
-        return tuple(names)
-
-    def phases(self) -> list[Phase]:
-        return self._phases
-
     def prepare_batch(self, batch: Mapping, device: torch.device) -> dict:
         out = super().prepare_batch(batch, device)
         out.pop(_Z_REC, None)

@@ -17,7 +17,7 @@ import torch
 
 from monai_gan_aug.utils.enums import GanKeys
 
-__all__ = ["Phase", "PhaseContext", "GanObjective", "NoiseToImageObjective"]
+__all__ = ["Phase", "PhaseContext", "GanObjective", "NoiseToImageObjective", "label_from_batch"]
 
 
 @dataclass
@@ -86,29 +86,46 @@ class GanObjective:
 
     generator_name: str = "generator"
     seeded: bool = True
+    #: the batch key of the training images; another key is also served as ``image`` (the engine's reals)
+    image_key: str = GanKeys.IMAGE
+    #: further batch keys cast to float by :meth:`prepare_batch` (e.g. a second domain, a reference image)
+    float_keys: Sequence[str] = ()
 
     def phases(self) -> list[Phase]:
-        raise NotImplementedError(f"{type(self).__name__} must define phases().")
+        """The phases of an iteration; subclasses set ``self._phases`` in ``__init__`` or override this."""
+        if not hasattr(self, "_phases"):
+            raise NotImplementedError(f"{type(self).__name__} must set self._phases or define phases().")
+        return self._phases
+
+    @property
+    def network_names(self) -> tuple[str, ...]:
+        """The networks (and optimizers) the phases train, in order of first use."""
+        return tuple(dict.fromkeys(n for p in self.phases() for n in p.networks))
 
     def prepare_batch(self, batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-        """Move the tensors the objective uses to ``device``. Default: the image (and label/boxes when present)."""
-        out: dict[str, Any] = {}
-        for k, v in batch.items():
-            if isinstance(v, torch.Tensor):
-                out[k] = v.to(device, non_blocking=True)
-            else:
-                out[k] = v
-        if GanKeys.IMAGE in out and isinstance(out[GanKeys.IMAGE], torch.Tensor):
+        """Move the batch's tensors to ``device``; the image (``image_key``, served as ``image`` too) and
+        ``float_keys`` become float. Conditions are built by the dataset's transforms, not here."""
+        out = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        for key in (self.image_key, *self.float_keys):
+            if isinstance(out.get(key), torch.Tensor):
+                out[key] = out[key].float()
+        if self.image_key != GanKeys.IMAGE and isinstance(out.get(self.image_key), torch.Tensor):
+            out[GanKeys.IMAGE] = out[self.image_key]
+        elif isinstance(out.get(GanKeys.IMAGE), torch.Tensor):
             out[GanKeys.IMAGE] = out[GanKeys.IMAGE].float()
         return out
 
+    def require(self, batch: Mapping[str, Any], keys: Sequence[str], hint: str) -> list[Any]:
+        """The values of ``keys`` in ``batch``; a clear error naming the missing ones (and ``hint``: where they come
+        from) otherwise."""
+        missing = [k for k in keys if not isinstance(batch.get(k), torch.Tensor)]
+        if missing:
+            raise ValueError(f"{type(self).__name__}: the batch lacks {missing} (keys: {sorted(map(str, batch))}); {hint}")
+        return [batch[k] for k in keys]
+
     def generate(
-        self,
-        nets: Mapping[str, torch.nn.Module],
-        num: int,
-        batch: Mapping[str, Any] | None = None,
-        seeds: Sequence[int] | None = None,
-        device: torch.device | str = "cpu",
+        self, nets: Mapping[str, torch.nn.Module], num: int, batch: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None, device: torch.device | str = "cpu",
     ) -> dict[str, torch.Tensor]:
         """Draw ``num`` samples; returns at least ``{GanKeys.IMAGE: (num, C, *spatial)}`` in [-1, 1]."""
         raise NotImplementedError(f"{type(self).__name__} must define generate().")
@@ -121,6 +138,17 @@ class GanObjective:
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+def label_from_batch(batch: Mapping[str, Any], key: str | None, num: int, device: torch.device | str | None = None
+                     ) -> torch.Tensor | None:
+    """The first ``num`` maps under ``key`` as an integer tensor (a source mask handed back with a translated image:
+    translation keeps the geometry), or None when ``key`` is None or not a tensor of the batch."""
+    lab = batch.get(key) if key is not None else None
+    if not isinstance(lab, torch.Tensor):
+        return None
+    lab = lab[:num] if device is None else lab[:num].to(device)
+    return lab.round().long() if lab.is_floating_point() else lab
 
 
 def _latents_from_seeds(seeds: Sequence[int], shape: Sequence[int], device: torch.device | str) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
-from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
+from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, label_from_batch
 from monai_gan_aug.utils.enums import GanKeys
 from monai_gan_aug.utils.image_pool import ImagePool
 
@@ -78,6 +78,7 @@ class CycleGANObjective(GanObjective):
         if key_a == key_b:
             raise ValueError(f"CycleGANObjective: key_a and key_b must differ, got {key_a!r} twice.")
         self.key_a, self.key_b = str(key_a), str(key_b)
+        self.image_key, self.float_keys = self.key_b, (self.key_a,)  # the engine's reals: the logged fakes' domain
         self.mode = mode
         self.lambda_cycle, self.lambda_identity = float(lambda_cycle), float(lambda_identity)
         self.pool_a, self.pool_b = ImagePool(pool_size, seed), ImagePool(pool_size, seed + 1)
@@ -89,26 +90,11 @@ class CycleGANObjective(GanObjective):
             Phase("d", ["discriminator_a", "discriminator_b"], self.d_loss),
         ]
 
-    def phases(self) -> list[Phase]:
-        return self._phases
-
-    def prepare_batch(self, batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-        out = super().prepare_batch(batch, device)
-        for key in (self.key_a, self.key_b):
-            if key in out and isinstance(out[key], torch.Tensor):
-                out[key] = out[key].float()
-        if GanKeys.IMAGE not in out and self.key_b in out:
-            out[GanKeys.IMAGE] = out[self.key_b]  # the engine's "reals": the domain the logged fakes belong to
-        return out
 
     def _domains(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = [k for k in (self.key_a, self.key_b) if k not in batch]
-        if missing:
-            raise ValueError(
-                f"CycleGANObjective: the batch lacks {missing} (keys: {sorted(map(str, batch))}); each item needs one "
-                f"image of domain A under {self.key_a!r} and one of domain B under {self.key_b!r}."
-            )
-        return batch[self.key_a], batch[self.key_b]
+        a, b = self.require(batch, (self.key_a, self.key_b), f"each item needs one image of domain A under "
+                            f"{self.key_a!r} and one of domain B under {self.key_b!r} (data.unpaired_items).")
+        return a, b
 
     # ---------------------------------------------------------------------------------------------- losses
     def g_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -151,12 +137,8 @@ class CycleGANObjective(GanObjective):
 
     # ---------------------------------------------------------------------------------------------- sampling
     def generate(
-        self,
-        nets: Mapping[str, torch.nn.Module],
-        num: int,
-        batch: Mapping[str, Any] | None = None,
-        seeds: Sequence[int] | None = None,
-        device: torch.device | str = "cpu",
+        self, nets: Mapping[str, torch.nn.Module], num: int, batch: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None, device: torch.device | str = "cpu",
     ) -> dict[str, torch.Tensor]:
         """Translate the first ``num`` source images of ``batch`` (``key_a`` for ``"ab"``, ``key_b`` for ``"ba"``;
         ``image`` when the source key is absent). Deterministic in eval mode; ``seeds`` are unused."""
@@ -170,10 +152,8 @@ class CycleGANObjective(GanObjective):
         if src.shape[0] < num:
             raise ValueError(f"CycleGANObjective: asked for {num} samples, the batch holds {src.shape[0]} images.")
         out: dict[str, torch.Tensor] = {GanKeys.IMAGE: nets[self.generator_name](src)}
-        if self.label_key is not None and self.label_key in batch and isinstance(batch[self.label_key], torch.Tensor):
-            lab = batch[self.label_key][:num].to(device)
-            out[GanKeys.LABEL] = lab.round().long() if lab.is_floating_point() else lab
-        return out
+        label = label_from_batch(batch, self.label_key, num, device)
+        return out if label is None else {**out, GanKeys.LABEL: label}
 
     # ---------------------------------------------------------------------------------------------- resume
     def state_dict(self) -> dict:

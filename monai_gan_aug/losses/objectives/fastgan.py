@@ -14,19 +14,20 @@ downloaded weights: pass ``recon_loss=monai.losses.PerceptualLoss(...)`` or any 
 module to use it).
 
 Image + mask generation (thesis 3.3/3.4, "image and segmentation mask channels together"): with
-``mask_channels = K > 0`` the batch's ``label`` is turned into K channels in [-1, 1] and concatenated to the image
-(:mod:`monai_gan_aug.transforms.mask_channels`), the networks see ``image_channels + K`` channels, and
+``mask_channels = K > 0`` each item's ``label`` is turned into K channels in [-1, 1] and concatenated to its image
+in the dataset (:class:`~monai_gan_aug.transforms.AppendMaskChannelsd`), the networks see ``image_channels + K`` channels, and
 :meth:`FastGANObjective.generate` splits the output back into ``image`` and a thresholded integer ``label`` map, which
 :class:`~monai_gan_aug.handlers.SyntheticWriter` writes as the mask of each synthetic image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from monai_gan_aug.losses.adversarial import hinge_margin_loss
 from monai_gan_aug.losses.objectives.base import (
     NoiseToImageObjective,
     Phase,
@@ -34,7 +35,7 @@ from monai_gan_aug.losses.objectives.base import (
 )
 from monai_gan_aug.networks.blocks.diffaugment import DiffAugment
 from monai_gan_aug.networks.nets.fastgan import crop_quarter
-from monai_gan_aug.transforms.mask_channels import append_mask_channels, channels_to_label
+from monai_gan_aug.transforms.mask_channels import channels_to_label
 from monai_gan_aug.utils.enums import GanKeys
 
 __all__ = ["FastGANObjective"]
@@ -58,7 +59,6 @@ class FastGANObjective(NoiseToImageObjective):
         margin_jitter: the authors' code draws the hinge margin from U(1 - jitter, 1) per logit (0.2); 0 gives the
             paper's plain hinge (eq. 2.7).
         mask_threshold: threshold of generated mask channels (in [-1, 1]) when splitting them into a label map.
-        label_key: batch key of the masks.
     """
 
     def __init__(
@@ -71,7 +71,6 @@ class FastGANObjective(NoiseToImageObjective):
         recon_weight: float = 1.0,
         margin_jitter: float = 0.0,
         mask_threshold: float = 0.0,
-        label_key: str = GanKeys.LABEL,
     ) -> None:
         super().__init__(latent_size, latent_spatial=0)
         if image_channels < 1 or mask_channels < 0:
@@ -90,44 +89,20 @@ class FastGANObjective(NoiseToImageObjective):
         self.channels = self.image_channels + self.mask_channels
         self.augment = DiffAugment(policy, color_channels=self.image_channels)
         self.recon_weight, self.margin_jitter, self.mask_threshold = float(recon_weight), float(margin_jitter), float(mask_threshold)
-        self.label_key = label_key
         self._phases = [Phase("d", ["discriminator"], self.d_loss), Phase("g", ["generator"], self.g_loss)]
 
-    def phases(self) -> list[Phase]:
-        return self._phases
-
-    def prepare_batch(self, batch: Mapping, device: torch.device) -> dict:
-        """Move tensors; with mask channels, append the label's channels (in [-1, 1]) to the image."""
-        out = super().prepare_batch(batch, device)
-        image = out.get(GanKeys.IMAGE)
-        if isinstance(image, torch.Tensor) and self.mask_channels and image.shape[1] == self.image_channels:
-            label = out.get(self.label_key)
-            if not isinstance(label, torch.Tensor):
-                raise ValueError(
-                    f"FastGANObjective(mask_channels={self.mask_channels}) needs '{self.label_key}' masks in every "
-                    "batch (load them with the image), or set mask_channels to 0 to generate images only."
-                )
-            out[GanKeys.IMAGE] = append_mask_channels(image, label, self.mask_channels, self.label_key)
-        return out
 
     # ------------------------------------------------------------------ losses
     def _recon(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = F.interpolate(target.float(), size=pred.shape[2:], mode="area")
         return self.recon_fn(pred.float(), target)
 
-    def _hinge_real(self, logits: torch.Tensor) -> torch.Tensor:
-        margin = 1.0 - self.margin_jitter * torch.rand_like(logits.float()) if self.margin_jitter else 1.0
-        return F.relu(margin - logits.float()).mean()
-
-    def _hinge_fake(self, logits: torch.Tensor) -> torch.Tensor:
-        margin = 1.0 - self.margin_jitter * torch.rand_like(logits.float()) if self.margin_jitter else 1.0
-        return F.relu(margin + logits.float()).mean()
-
     def _check_reals(self, reals: torch.Tensor) -> None:
         if reals.shape[1] != self.channels:
             raise ValueError(
                 f"FastGANObjective expects {self.channels} channels ({self.image_channels} image + {self.mask_channels} "
-                f"mask), got a batch of shape {tuple(reals.shape)}; check image_channels / mask_channels."
+                f"mask), got a batch of shape {tuple(reals.shape)}; check image_channels / mask_channels (the masks "
+                "join the image in the dataset: monai_gan_aug.transforms.AppendMaskChannelsd)."
             )
 
     def d_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -142,7 +117,7 @@ class FastGANObjective(NoiseToImageObjective):
         part = int(torch.randint(0, 4, ()).item())  # CPU generator: no device sync
         real_logits, (rec_big, rec_small, rec_part) = d(real_aug, real_small, part=part)
         fake_logits = d(fake_aug, fake_small_aug)
-        hinge = self._hinge_real(real_logits) + self._hinge_fake(fake_logits)
+        hinge = hinge_margin_loss(real_logits, True, self.margin_jitter) + hinge_margin_loss(fake_logits, False, self.margin_jitter)
         recon = (
             self._recon(rec_big, real_aug) + self._recon(rec_small, real_small) + self._recon(rec_part, crop_quarter(real_aug, part))
         )
@@ -162,26 +137,11 @@ class FastGANObjective(NoiseToImageObjective):
         return -ctx.nets["discriminator"](fake_aug, fake_small_aug).float().mean(), {}
 
     # ------------------------------------------------------------------ sampling
-    def seeded_inputs(
-        self, generator: torch.nn.Module, seeds: Sequence[int], device: torch.device | str
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Latents and noise-injection maps drawn from one ``torch.Generator`` per seed, so sample i depends on
-        ``seeds[i]`` only."""
-        shapes = list(getattr(generator, "noise_shapes", []))
-        zs, maps = [], [[] for _ in shapes]
-        for s in seeds:
-            gen = torch.Generator().manual_seed(int(s))
-            zs.append(torch.randn(self.latent_shape, generator=gen))
-            for k, shape in enumerate(shapes):
-                maps[k].append(torch.randn(tuple(shape), generator=gen))
-        z = torch.stack(zs).to(device)
-        return z, [torch.stack(m).to(device) for m in maps]
-
     def generate(self, nets, num, batch=None, seeds=None, device="cpu"):
         """``{"image": (num, image_channels, S, S), "label": (num, 1, S, S) uint8 (with mask channels), "latents"}``."""
         g = nets[self.generator_name]
         if seeds is not None:
-            z, noises = self.seeded_inputs(g, seeds, device)
+            z, noises = g.seeded_inputs(seeds, device)  # sample i depends on seeds[i] only
             out = g(z, noises=noises)
         else:
             z = self.sample_latents(num, device)

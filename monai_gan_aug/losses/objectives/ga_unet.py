@@ -73,8 +73,6 @@ class GAUNetObjective(GanObjective):
         self.reference_key, self.class_key = reference_key, class_key
         self._phases = [Phase("d", ["discriminator"], self.d_loss, repeats=self.n_critic), Phase("g", ["generator"], self.g_loss)]
 
-    def phases(self) -> list[Phase]:
-        return self._phases
 
     def sample_noise(self, num: int, device: torch.device | str) -> torch.Tensor:
         return torch.randn((num, self.noise_size), device=device)

@@ -85,8 +85,6 @@ class LesionInpaintObjective(GanObjective):
         self._phases = [Phase("g", ["generator"], self.g_loss), Phase("d_context", ["context_critic"], self.context_loss),
                         Phase("d_box", ["box_critic"], self.box_loss, repeats=int(n_critic))]
 
-    def phases(self) -> list[Phase]:
-        return self._phases
 
     def _parts(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
         missing = [k for k in (self.image_key, INPAINT_INPUT, INPAINT_MASK, INPAINT_BOX) if k not in batch]

@@ -81,8 +81,6 @@ class PGGANBoxObjective(GanObjective):
         self._phases = [Phase("d", ["discriminator"], self.d_loss, repeats=self.n_critic),
                         Phase("g", ["generator"], self.g_loss)]
 
-    def phases(self) -> list[Phase]:
-        return self._phases
 
     def load_checkpoint_state(self, checkpoint: str | None) -> PGGANBoxObjective:
         """Deprecated (the networks' state dict holds the stage), for the ``inference.json`` of bundles exported

@@ -26,11 +26,16 @@ import torch
 import torch.nn.functional as F
 
 from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
-from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext
-from monai_gan_aug.transforms.condition_encoding import check_condition_mode, condition_channels, encode_condition
+from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, label_from_batch
+from monai_gan_aug.transforms.condition_encoding import (
+    check_condition_mode,
+    check_label_values,
+    condition_channels,
+    condition_outputs,
+    encode_condition,
+)
 from monai_gan_aug.utils.enums import GanKeys
 
-# the condition helpers stay importable from here: engines.two_stage and experiments/figures.py import them so
 __all__ = ["Pix2PixObjective"]
 
 
@@ -93,51 +98,31 @@ class Pix2PixObjective(GanObjective):
             raise ValueError("Pix2PixObjective: no reconstruction term; set lambda_l1 > 0 or give a perceptual loss.")
         if perceptual is not None and not callable(perceptual):
             raise TypeError(f"perceptual must be a loss module, got {type(perceptual).__name__}.")
-        if label_values is not None:
-            label_values = [int(v) for v in label_values]
-            if cond_mode == "image" or any(not 0 <= v < num_classes for v in label_values):
-                raise ValueError(
-                    f"label_values {label_values} must be classes 0..{num_classes - 1} of a label condition."
-                )
         self.cond_key, self.cond_mode, self.num_classes = str(cond_key), cond_mode, int(num_classes)
         self.mode, self.real_label = mode, float(real_label)
         self.lambda_l1, self.lambda_perceptual = float(lambda_l1), float(lambda_perceptual)
         self.perceptual = perceptual
-        self.label_values = label_values
+        self.label_values = check_label_values(label_values, cond_mode, num_classes)
         self.label_key = label_key
         self.image_key = str(image_key)
         self.check_labels = bool(check_labels)
         self._phases = [Phase("g", ["generator"], self.g_loss), Phase("d", ["discriminator"], self.d_loss)]
 
-    def phases(self) -> list[Phase]:
-        return self._phases
 
     @property
     def cond_channels(self) -> int:
         """Channels of the encoded condition (1 for an image condition of unknown width: see the config)."""
         return condition_channels(self.cond_mode, self.num_classes)
 
-    # ---------------------------------------------------------------------------------------------- batches
-    def prepare_batch(self, batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-        """Move the batch to ``device``; its ``cond`` comes from :class:`~monai_gan_aug.transforms.EncodeConditiond`.
-
-        A batch holding only the raw map under ``cond_key`` (masks made at generation time by a network or an
-        annotator, or a dataset without the transform) is encoded with the same encoder,
-        :func:`~monai_gan_aug.transforms.encode_condition`.
-        """
-        out = super().prepare_batch(batch, device)
-        if self.image_key != GanKeys.IMAGE and self.image_key in out:
-            out[GanKeys.IMAGE] = out[self.image_key].float()
-        if GanKeys.COND in out:
-            return out
-        if self.cond_key not in out:
-            raise ValueError(
-                f"{type(self).__name__}: the batch has no condition {self.cond_key!r} (keys: {sorted(map(str, out))}). "
-                "Set cond_key to the key of the mask / image the generator is conditioned on and load it in the "
-                "preprocessing (then EncodeConditiond)."
-            )
-        out[GanKeys.COND] = encode_condition(out[self.cond_key], self.cond_mode, self.num_classes, self.cond_key, self.check_labels)
-        return out
+    def condition(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The encoded condition ``cond`` of a batch (built by the dataset's
+        :class:`~monai_gan_aug.transforms.EncodeConditiond`); a batch holding only the raw map under ``cond_key``
+        (a mask made at generation time by a network or an annotator) is encoded here with the same encoder."""
+        if GanKeys.COND in batch:
+            return batch[GanKeys.COND]
+        (raw,) = self.require(batch, (self.cond_key,), "set cond_key to the key of the mask / image the generator "
+                              "is conditioned on and load it in the preprocessing (then EncodeConditiond).")
+        return encode_condition(raw, self.cond_mode, self.num_classes, self.cond_key, self.check_labels)
 
     def _pair(self, cond: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         if cond.shape[0] != image.shape[0] or cond.shape[2:] != image.shape[2:]:
@@ -153,7 +138,7 @@ class Pix2PixObjective(GanObjective):
         return None, {}
 
     def g_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cond, reals = ctx.batch[GanKeys.COND], ctx.batch[GanKeys.IMAGE]
+        cond, reals = self.condition(ctx.batch), ctx.batch[GanKeys.IMAGE]
         fakes = ctx.nets["generator"](cond)
         if fakes.shape != reals.shape:
             raise ValueError(
@@ -178,7 +163,7 @@ class Pix2PixObjective(GanObjective):
         return loss, terms
 
     def d_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cond, reals = ctx.batch[GanKeys.COND], ctx.batch[GanKeys.IMAGE]
+        cond, reals = self.condition(ctx.batch), ctx.batch[GanKeys.IMAGE]
         fakes = ctx.outputs.get(GanKeys.FAKES)
         if fakes is None:  # no g phase ran this iteration
             with torch.no_grad():
@@ -191,20 +176,9 @@ class Pix2PixObjective(GanObjective):
         return loss, {"real_logit": real_logits.detach().float().mean(), "fake_logit": fake_logits.detach().float().mean()}
 
     # ---------------------------------------------------------------------------------------------- sampling
-    def condition_map(self, batch: Mapping[str, Any], num: int) -> torch.Tensor | None:
-        """The raw label map of the first ``num`` conditions as int64 ``(num, 1, *spatial)`` (None for images)."""
-        if self.cond_mode == "image":
-            return None
-        cond = batch[self.cond_key][:num]
-        return cond.round().long() if cond.is_floating_point() else cond.long()
-
     def generate(
-        self,
-        nets: Mapping[str, torch.nn.Module],
-        num: int,
-        batch: Mapping[str, Any] | None = None,
-        seeds: Sequence[int] | None = None,
-        device: torch.device | str = "cpu",
+        self, nets: Mapping[str, torch.nn.Module], num: int, batch: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None, device: torch.device | str = "cpu",
     ) -> dict[str, torch.Tensor]:
         """Translate the first ``num`` conditions of ``batch``.
 
@@ -213,28 +187,14 @@ class Pix2PixObjective(GanObjective):
         when ``label_key`` is in the batch. ``seeds`` are accepted for the generation workflow but unused: the output
         is a deterministic function of the condition in eval mode.
         """
-        if batch is None or (GanKeys.COND not in batch and self.cond_key not in batch):
-            raise ValueError(
-                f"{type(self).__name__} generates from conditions: pass a batch holding {self.cond_key!r} (the "
-                "inference config's condition dataset, or the two-stage pipeline's mask generator)."
-            )
-        if GanKeys.COND not in batch:
-            batch = self.prepare_batch(batch, torch.device(device))
-        cond = batch[GanKeys.COND][:num]
+        if batch is None:
+            raise ValueError(f"{type(self).__name__} generates from conditions: pass a batch holding {self.cond_key!r} "
+                             "(the inference config's condition dataset, or the two-stage pipeline's mask generator).")
+        cond = self.condition({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})[:num]
         if cond.shape[0] < num:
             raise ValueError(f"{type(self).__name__}: asked for {num} samples, the batch holds {cond.shape[0]} conditions.")
         out: dict[str, torch.Tensor] = {GanKeys.IMAGE: nets[self.generator_name](cond)}
-        mask = self.condition_map(batch, num)
-        if mask is not None:
-            out[GanKeys.COND] = mask
-            if self.cond_key not in (GanKeys.IMAGE, GanKeys.LABEL):
-                out[self.cond_key] = mask
-            if self.label_values is not None:
-                values = torch.as_tensor(self.label_values, device=mask.device)
-                out[GanKeys.LABEL] = torch.isin(mask, values).to(torch.uint8)
-            else:
-                out[GanKeys.LABEL] = mask
-        elif self.label_key is not None and self.label_key in batch:
-            lab = batch[self.label_key][:num]
-            out[GanKeys.LABEL] = lab.round().long() if lab.is_floating_point() else lab
-        return out
+        if self.cond_mode != "image":
+            return {**out, **condition_outputs(batch[self.cond_key][:num].to(device), self.cond_key, self.label_values)}
+        label = label_from_batch(batch, self.label_key, num, device)
+        return out if label is None else {**out, GanKeys.LABEL: label}

@@ -175,6 +175,17 @@ class FastGANGenerator(nn.Module):
             shapes += [(1, r, r)] * self.ups[str(r)].num_noises
         return shapes
 
+    def seeded_inputs(self, seeds: Sequence[int], device: torch.device | str = "cpu") -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Latents ``(N, latent_size)`` and the noise maps of :attr:`noise_shapes`, drawn from one ``torch.Generator``
+        per seed, so sample ``i`` of ``self(z, noises=maps)`` depends on ``seeds[i]`` only."""
+        zs, maps = [], [[] for _ in self.noise_shapes]
+        for s in seeds:
+            gen = torch.Generator().manual_seed(int(s))
+            zs.append(torch.randn((self.latent_size,), generator=gen))
+            for k, shape in enumerate(self.noise_shapes):
+                maps[k].append(torch.randn(tuple(shape), generator=gen))
+        return torch.stack(zs).to(device), [torch.stack(m).to(device) for m in maps]
+
     def forward(
         self, z: torch.Tensor, noises: Sequence[torch.Tensor] | None = None, return_small: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
