@@ -1,5 +1,6 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Adversarial criteria shared by every family and the gradient penalties.
+"""Adversarial criteria shared by every family, the gradient penalties and the small terms several families use
+(hinge with a jittered margin, the matching-aware hinge, a masked mean for box-restricted L1 terms).
 
 Modes (as in junyanz's ``GANLoss``, plus hinge):
 
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ADVERSARIAL_MODES", "d_adversarial_loss", "g_adversarial_loss", "gradient_penalty", "hinge_margin_loss", "r1_penalty"]
+__all__ = ["ADVERSARIAL_MODES", "d_adversarial_loss", "g_adversarial_loss", "gradient_penalty", "hinge_margin_loss", "masked_mean", "mismatch_hinge", "r1_penalty"]
 
 ADVERSARIAL_MODES = ("vanilla", "lsgan", "hinge", "wgan")
 
@@ -60,6 +61,21 @@ def hinge_margin_loss(logits: torch.Tensor, real: bool, margin_jitter: float = 0
     logits = logits.float()
     margin = 1.0 - margin_jitter * torch.rand_like(logits) if margin_jitter else 1.0
     return F.relu(margin - logits).mean() if real else F.relu(margin + logits).mean()
+
+
+def mismatch_hinge(real_scores: torch.Tensor, wrong_scores: torch.Tensor, cond: torch.Tensor, wrong: torch.Tensor,
+                   margin: float = 1.0) -> torch.Tensor:
+    """Matching-aware critic term (after Reed et al., ICML 2016): ``mean(relu(margin - D(x, c) + D(x, c')))`` over the
+    images whose wrong condition ``c'`` differs from their own ``c`` (pairs with equal maps do not count)."""
+    differs = (wrong != cond).flatten(1).any(dim=1).float()
+    hinge = torch.relu(margin - real_scores.float() + wrong_scores.float()).reshape(-1) * differs
+    return hinge.sum() / differs.sum().clamp(min=1.0)
+
+
+def masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` ``(N, C, *spatial)`` over the voxels weighted by ``weight`` ``(N, 1, *spatial)`` (e.g. a box
+    mask: an L1 term inside the box only); 0 when the weights sum to 0."""
+    return (x * weight).sum() / (weight.sum() * x.shape[1]).clamp_min(1.0)
 
 
 def gradient_penalty(

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ProgressiveSchedule", "ScheduleState", "pggan_resolutions"]
+__all__ = ["ProgressiveSchedule", "ScheduleState", "legacy_growth", "pggan_resolutions"]
 
 
 def pggan_resolutions(max_resolution: int) -> list[int]:
@@ -24,6 +24,16 @@ def pggan_resolutions(max_resolution: int) -> list[int]:
     if not isinstance(max_resolution, int) or max_resolution < 4 or max_resolution & (max_resolution - 1):
         raise ValueError(f"max_resolution must be a power of two >= 4, got {max_resolution!r}.")
     return [2**k for k in range(2, int(math.log2(max_resolution)) + 1)]
+
+
+def legacy_growth(checkpoint: str | None) -> tuple[int, float] | None:
+    """``(stage, alpha)`` from the ``objective`` entry of a PGGAN checkpoint written before the networks held their
+    stage (None for a newer file or none); loaded with ``weights_only`` like every checkpoint."""
+    from monai_gan_aug.utils.checkpoint_io import load_checkpoint
+
+    state = load_checkpoint(checkpoint) if checkpoint else None
+    old = state.get("objective") if isinstance(state, Mapping) else None
+    return (int(old["stage"]), float(old.get("alpha", 1.0))) if isinstance(old, Mapping) and "stage" in old else None
 
 
 @dataclass(frozen=True)

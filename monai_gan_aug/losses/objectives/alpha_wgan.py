@@ -33,17 +33,11 @@ Variants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
 
 from monai_gan_aug.losses.adversarial import gradient_penalty
-from monai_gan_aug.losses.objectives.base import (
-    NoiseToImageObjective,
-    Phase,
-    PhaseContext,
-)
+from monai_gan_aug.losses.objectives.base import NoiseToImageObjective, Phase, PhaseContext
 from monai_gan_aug.losses.objectives.noise import WGANGPObjective
 from monai_gan_aug.networks.blocks.norm import frozen_running_stats
 from monai_gan_aug.networks.nets.alpha_wgan import ALPHA_WGAN_VARIANTS
@@ -51,7 +45,7 @@ from monai_gan_aug.utils.enums import GanKeys
 
 __all__ = ["AlphaWGANObjective"]
 
-_Z_REC = "_alpha_wgan_z_rec"  # batch key: codes of the updated encoder, shared by the d and g phases
+_Z_REC = "_alpha_wgan_z_rec"  # outputs key: codes of the updated encoder, shared by the d and g phases
 
 
 class AlphaWGANObjective(NoiseToImageObjective):
@@ -73,13 +67,8 @@ class AlphaWGANObjective(NoiseToImageObjective):
     """
 
     def __init__(
-        self,
-        variant: str = "improved",
-        latent_size: int = 256,
-        lambda_gp: float = 10.0,
-        lambda_rec: float = 10.0,
-        n_critic: int | None = None,
-        encoder_reconstruction: bool | None = None,
+        self, variant: str = "improved", latent_size: int = 256, lambda_gp: float = 10.0, lambda_rec: float = 10.0,
+        n_critic: int | None = None, encoder_reconstruction: bool | None = None,
     ) -> None:
         super().__init__(latent_size, latent_spatial=0)
         if variant not in ALPHA_WGAN_VARIANTS:
@@ -102,11 +91,6 @@ class AlphaWGANObjective(NoiseToImageObjective):
                 Phase("d", ["discriminator"], self.d_loss, repeats=self.n_critic),
                 Phase("g", ["generator"], self.g_loss),
             ]
-
-    def prepare_batch(self, batch: Mapping, device: torch.device) -> dict:
-        out = super().prepare_batch(batch, device)
-        out.pop(_Z_REC, None)
-        return out
 
     # ------------------------------------------------------------------ alpha-WGAN-GP phases
     @staticmethod
@@ -150,7 +134,7 @@ class AlphaWGANObjective(NoiseToImageObjective):
             with frozen_running_stats(g):  # G's running statistics follow the prior path only (what eval() sees)
                 x_rec = g(z_rec)
             x_g = g(self.sample_latents(reals.shape[0], ctx.device))
-        ctx.batch[_Z_REC] = z_rec
+        ctx.outputs[_Z_REC] = z_rec
         d = ctx.nets["discriminator"]
         s_r, s_g, s_rec = self._mean(d(reals)), self._mean(d(x_g)), self._mean(d(x_rec))
         gp = gradient_penalty(d, reals, x_g)
@@ -160,7 +144,7 @@ class AlphaWGANObjective(NoiseToImageObjective):
     def g_loss(self, ctx: PhaseContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``L_G = -E[D(x_g)] - E[D(x_rec)] + lambda2 ||x_r - x_rec||_1`` (codes from the updated, frozen E)."""
         reals = ctx.batch[GanKeys.IMAGE]
-        z_rec = ctx.batch.get(_Z_REC)
+        z_rec = ctx.outputs.get(_Z_REC)
         if z_rec is None:  # g without a preceding d phase in this iteration
             with torch.no_grad():
                 z_rec = ctx.nets["encoder"](reals)

@@ -17,7 +17,7 @@ import torch
 
 from monai_gan_aug.utils.enums import GanKeys
 
-__all__ = ["Phase", "PhaseContext", "GanObjective", "NoiseToImageObjective", "label_from_batch"]
+__all__ = ["Phase", "PhaseContext", "GanObjective", "NoiseToImageObjective", "label_from_batch", "seeds_for"]
 
 
 @dataclass
@@ -149,6 +149,17 @@ def label_from_batch(batch: Mapping[str, Any], key: str | None, num: int, device
         return None
     lab = lab[:num] if device is None else lab[:num].to(device)
     return lab.round().long() if lab.is_floating_point() else lab
+
+
+def seeds_for(num: int, seeds: Sequence[int] | None) -> list[int]:
+    """``num`` integer seeds: the first ``num`` of ``seeds``, or fresh random ones when None (a clear error when
+    ``num < 1`` or too few are given)."""
+    if num < 1:
+        raise ValueError(f"num must be >= 1, got {num}.")
+    seeds = [int(s) for s in (torch.randint(0, 2**31 - 1, (num,)).tolist() if seeds is None else seeds)]
+    if len(seeds) < num:
+        raise ValueError(f"got {len(seeds)} seeds for {num} samples.")
+    return seeds[:num]
 
 
 def _latents_from_seeds(seeds: Sequence[int], shape: Sequence[int], device: torch.device | str) -> torch.Tensor:

@@ -58,15 +58,8 @@ class CycleGANObjective(GanObjective):
     seeded = False  # generate: a deterministic translation of the source image in eval mode
 
     def __init__(
-        self,
-        key_a: str = "image_a",
-        key_b: str = "image_b",
-        mode: str = "lsgan",
-        lambda_cycle: float = 10.0,
-        lambda_identity: float = 0.5,
-        pool_size: int = 50,
-        seed: int = 0,
-        direction: str = "ab",
+        self, key_a: str = "image_a", key_b: str = "image_b", mode: str = "lsgan", lambda_cycle: float = 10.0,
+        lambda_identity: float = 0.5, pool_size: int = 50, seed: int = 0, direction: str = "ab",
         label_key: str | None = GanKeys.LABEL,
     ) -> None:
         if mode not in ("lsgan", "vanilla", "hinge"):
@@ -89,7 +82,6 @@ class CycleGANObjective(GanObjective):
             Phase("g", ["generator_ab", "generator_ba"], self.g_loss),
             Phase("d", ["discriminator_a", "discriminator_b"], self.d_loss),
         ]
-
 
     def _domains(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.require(batch, (self.key_a, self.key_b), f"each item needs one image of domain A under "

@@ -64,16 +64,9 @@ class DFGANObjective(Pix2PixObjective):
     """
 
     def __init__(
-        self,
-        extractor: FeatureExtractor | None = None,
-        lambda_fid: float = 1.0,
-        real_loader: Iterable | None = None,
-        real_stats: FeatureStats | Mapping | None = None,
-        fid_memory: int = 0,
-        refresh_stats_every_epoch: bool = False,
-        max_real_batches: int | None = None,
-        spatial_dims: int = 2,
-        **kwargs: Any,
+        self, extractor: FeatureExtractor | None = None, lambda_fid: float = 1.0, real_loader: Iterable | None = None,
+        real_stats: FeatureStats | Mapping | None = None, fid_memory: int = 0, refresh_stats_every_epoch: bool = False,
+        max_real_batches: int | None = None, spatial_dims: int = 2, **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if lambda_fid < 0:

@@ -62,15 +62,10 @@ class FastGANObjective(NoiseToImageObjective):
     """
 
     def __init__(
-        self,
-        latent_size: int = 256,
-        image_channels: int = 1,
-        mask_channels: int = 0,
-        policy: str | Sequence[str] = "color,translation",
-        recon_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "l1",
-        recon_weight: float = 1.0,
-        margin_jitter: float = 0.0,
-        mask_threshold: float = 0.0,
+        self, latent_size: int = 256, image_channels: int = 1, mask_channels: int = 0,
+        policy: str | Sequence[str] = "color, translation",
+        recon_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "l1", recon_weight: float = 1.0,
+        margin_jitter: float = 0.0, mask_threshold: float = 0.0,
     ) -> None:
         super().__init__(latent_size, latent_spatial=0)
         if image_channels < 1 or mask_channels < 0:
@@ -90,7 +85,6 @@ class FastGANObjective(NoiseToImageObjective):
         self.augment = DiffAugment(policy, color_channels=self.image_channels)
         self.recon_weight, self.margin_jitter, self.mask_threshold = float(recon_weight), float(margin_jitter), float(mask_threshold)
         self._phases = [Phase("d", ["discriminator"], self.d_loss), Phase("g", ["generator"], self.g_loss)]
-
 
     # ------------------------------------------------------------------ losses
     def _recon(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -56,13 +56,8 @@ class GAUNetObjective(GanObjective):
     """
 
     def __init__(
-        self,
-        noise_size: int = 100,
-        num_classes: int = 2,
-        n_critic: int = 5,
-        lambda_gp: float = 10.0,
-        reference_key: str = REFERENCE_KEY,
-        class_key: str = GanKeys.CLASS,
+        self, noise_size: int = 100, num_classes: int = 2, n_critic: int = 5, lambda_gp: float = 10.0,
+        reference_key: str = REFERENCE_KEY, class_key: str = GanKeys.CLASS,
     ) -> None:
         if noise_size < 1 or num_classes < 1 or n_critic < 1:
             raise ValueError(f"GAUNetObjective: noise_size, num_classes and n_critic must be >= 1, got {noise_size}, {num_classes}, {n_critic}.")
@@ -72,7 +67,6 @@ class GAUNetObjective(GanObjective):
         self.n_critic, self.lambda_gp = int(n_critic), float(lambda_gp)
         self.reference_key, self.class_key = reference_key, class_key
         self._phases = [Phase("d", ["discriminator"], self.d_loss, repeats=self.n_critic), Phase("g", ["generator"], self.g_loss)]
-
 
     def sample_noise(self, num: int, device: torch.device | str) -> torch.Tensor:
         return torch.randn((num, self.noise_size), device=device)

@@ -22,17 +22,19 @@ from typing import Any
 
 import torch
 
-from monai_gan_aug.losses.adversarial import ADVERSARIAL_MODES, d_adversarial_loss, g_adversarial_loss, gradient_penalty
+from monai_gan_aug.losses.adversarial import (
+    ADVERSARIAL_MODES,
+    d_adversarial_loss,
+    g_adversarial_loss,
+    gradient_penalty,
+    masked_mean,
+)
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, _latents_from_seeds
 from monai_gan_aug.transforms.inpaint import INPAINT_BOX, INPAINT_INPUT, INPAINT_MASK, LESION_SIZE, NEW_BOXES
 from monai_gan_aug.transforms.inpaint_batch import box_crop_resize, inpaint_slices
 from monai_gan_aug.utils.enums import GanKeys
 
 __all__ = ["LesionInpaintObjective"]
-
-
-def _masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return (x * weight).sum() / (weight.sum() * x.shape[1]).clamp_min(1.0)
 
 
 class LesionInpaintObjective(GanObjective):
@@ -85,16 +87,10 @@ class LesionInpaintObjective(GanObjective):
         self._phases = [Phase("g", ["generator"], self.g_loss), Phase("d_context", ["context_critic"], self.context_loss),
                         Phase("d_box", ["box_critic"], self.box_loss, repeats=int(n_critic))]
 
-
     def _parts(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
-        missing = [k for k in (self.image_key, INPAINT_INPUT, INPAINT_MASK, INPAINT_BOX) if k not in batch]
-        if self.size_condition and LESION_SIZE not in batch:
-            missing.append(LESION_SIZE)
-        if missing:
-            raise ValueError(f"{type(self).__name__}: the batch lacks {missing}; build it with LesionContextCropd.")
-        cond = batch[LESION_SIZE].float() if self.size_condition else None
-        image, x, mask = (batch[k].float() for k in (self.image_key, INPAINT_INPUT, INPAINT_MASK))
-        return image, x, mask, batch[INPAINT_BOX], cond
+        keys = (self.image_key, INPAINT_INPUT, INPAINT_MASK, INPAINT_BOX) + ((LESION_SIZE,) if self.size_condition else ())
+        image, x, mask, box, *size = self.require(batch, keys, "build it with LesionContextCropd.")
+        return image.float(), x.float(), mask.float(), box, size[0].float() if size else None
 
     def _fakes(self, ctx: PhaseContext) -> torch.Tensor:
         fakes = ctx.outputs.get(GanKeys.FAKES)
@@ -113,8 +109,8 @@ class LesionInpaintObjective(GanObjective):
         adv_ctx = g_adversarial_loss(ctx_logits, self.context_mode)
         adv_box = g_adversarial_loss(ctx.nets["box_critic"](box_crop_resize(fake, box, self.box_crop_size), cond), self.box_mode)
         diff = (fake - real).abs()
-        l1_box = _masked_mean(diff, mask)
-        l1_ctx = _masked_mean(diff, (gen.blend_weights(mask) > 0).float() * (1 - mask))
+        l1_box = masked_mean(diff, mask)
+        l1_ctx = masked_mean(diff, (gen.blend_weights(mask) > 0).float() * (1 - mask))
         loss = self.w_adv_ctx * adv_ctx + self.w_adv_box * adv_box + self.w_l1_box * l1_box + self.w_l1_ctx * l1_ctx
         terms = {"adv_context": adv_ctx, "adv_box": adv_box, "l1_box": l1_box, "l1_context": l1_ctx}
         return loss, {k: v.detach() for k, v in terms.items()}

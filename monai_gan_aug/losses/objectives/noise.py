@@ -21,7 +21,6 @@ class _AdversarialPairObjective(NoiseToImageObjective):
     def _set_phases(self, d_repeats: int = 1) -> None:
         self._phases = [Phase("d", ["discriminator"], self.d_loss, repeats=d_repeats), Phase("g", ["generator"], self.g_loss)]
 
-
     def d_loss(self, ctx: PhaseContext):
         raise NotImplementedError
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 
-from monai_gan_aug.losses.adversarial import gradient_penalty
-from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, _latents_from_seeds
+from monai_gan_aug.losses.adversarial import gradient_penalty, mismatch_hinge
+from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, _latents_from_seeds, seeds_for
 from monai_gan_aug.networks.blocks.diffaugment import parse_policy
 from monai_gan_aug.networks.blocks.progressive import nearest_upsample
 from monai_gan_aug.networks.blocks.progressive_inputs import diff_augment_with_maps, real_at_resolution
-from monai_gan_aug.networks.growth import ProgressiveSchedule
-from monai_gan_aug.transforms.boxes.batch import box_labels_as_list, boxes_as_list, condition_map_batch
+from monai_gan_aug.networks.growth import ProgressiveSchedule, legacy_growth
+from monai_gan_aug.transforms.boxes.batch import box_conditions
 from monai_gan_aug.utils.enums import GanKeys
 
 __all__ = ["PGGANBoxObjective"]
@@ -81,18 +81,12 @@ class PGGANBoxObjective(GanObjective):
         self._phases = [Phase("d", ["discriminator"], self.d_loss, repeats=self.n_critic),
                         Phase("g", ["generator"], self.g_loss)]
 
-
     def load_checkpoint_state(self, checkpoint: str | None) -> PGGANBoxObjective:
         """Deprecated (the networks' state dict holds the stage), for the ``inference.json`` of bundles exported
         before: :meth:`generate` uses the stage / alpha of an older checkpoint's ``objective`` entry. Returns self."""
-        from monai_gan_aug.utils.checkpoint_io import load_checkpoint
-
         warnings.warn("PGGANBoxObjective.load_checkpoint_state is deprecated: the PGGAN networks' state dict holds "
                       "the growth stage.", FutureWarning, stacklevel=2)
-        state = load_checkpoint(checkpoint) if checkpoint else None  # weights_only: code in the file is refused
-        old = state.get("objective") if isinstance(state, Mapping) else None
-        has = isinstance(old, Mapping) and "stage" in old
-        self._legacy_growth = (int(old["stage"]), float(old.get("alpha", 1.0))) if has else None
+        self._legacy_growth = legacy_growth(checkpoint)
         return self
 
     # ------------------------------------------------------------------ losses
@@ -141,10 +135,8 @@ class PGGANBoxObjective(GanObjective):
         loss = -wasserstein + self.lambda_gp * gp + self.drift * drift
         terms = {"wasserstein": wasserstein.detach(), "gp": gp.detach(), "drift": drift.detach()}
         if mismatch_on:
-            differs = (wrong != cond).flatten(1).any(dim=1).float()
             wrong_scores = d(real_in, wrong_cond[0], stage, alpha).float()
-            hinge = torch.relu(self.mismatch_margin - real_scores + wrong_scores).reshape(-1) * differs
-            mismatch = hinge.sum() / differs.sum().clamp(min=1.0)
+            mismatch = mismatch_hinge(real_scores, wrong_scores, cond, wrong, self.mismatch_margin)
             loss = loss + self.mismatch_weight * mismatch
             terms["mismatch"] = mismatch.detach()
         return loss, terms
@@ -167,22 +159,11 @@ class PGGANBoxObjective(GanObjective):
         batch): image ``i`` depends on ``seeds[i]`` and its boxes only. Returns ``image`` (num, C, *spatial),
         ``boxes``, ``box_labels``, ``cond`` (num, 1, *spatial), ``latents`` and ``class`` (1 for images with a box:
         the demo datalist's image-level label)."""
-        if num < 1:
-            raise ValueError(f"num must be >= 1, got {num}.")
-        seeds = [int(s) for s in (torch.randint(0, 2**31 - 1, (num,)).tolist() if seeds is None else seeds)]
-        if len(seeds) < num:
-            raise ValueError(f"got {len(seeds)} seeds for {num} samples.")
-        if batch is None or batch.get(GanKeys.BOXES) is None:
-            raise ValueError("PGGANBoxObjective.generate needs box sets: pass a batch with 'boxes' (e.g. a "
-                             "BoxConditionDataset over the training run's BoxSampler).")
-        given = list(batch[GanKeys.BOXES])
-        if len(given) < num:
-            raise ValueError(f"the batch holds box sets for {len(given)} images, {num} requested.")
-        boxes = boxes_as_list(given[:num], num, self.spatial_dims)
-        labels = batch.get(GanKeys.BOX_LABELS)
-        labels = box_labels_as_list(list(labels)[:num] if labels is not None else None, boxes)
-        cond = condition_map_batch(boxes, (self.max_resolution,) * self.spatial_dims).to(device)
-        z = _latents_from_seeds(seeds[:num], (self.latent_size,), device)
+        seeds = seeds_for(num, seeds)
+        boxes, labels, cond = box_conditions(batch or {}, num, (self.max_resolution,) * self.spatial_dims,
+                                             "PGGANBoxObjective.generate")
+        cond = cond.to(device)
+        z = _latents_from_seeds(seeds, (self.latent_size,), device)
         g = nets[self.generator_name]
         img = g(z, cond, *self._legacy_growth) if self._legacy_growth is not None else g(z, cond)
         img = nearest_upsample(img, self.max_resolution // img.shape[-1])

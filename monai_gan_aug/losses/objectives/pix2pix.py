@@ -75,19 +75,10 @@ class Pix2PixObjective(GanObjective):
     seeded = False  # generate: a deterministic function of the condition in eval mode
 
     def __init__(
-        self,
-        cond_key: str = "label",
-        cond_mode: str = "onehot",
-        num_classes: int = 2,
-        mode: str = "vanilla",
-        lambda_l1: float = 100.0,
-        perceptual: torch.nn.Module | None = None,
-        lambda_perceptual: float = 1.0,
-        label_values: Sequence[int] | None = None,
-        label_key: str | None = None,
-        real_label: float = 1.0,
-        image_key: str = GanKeys.IMAGE,
-        check_labels: bool = True,
+        self, cond_key: str = "label", cond_mode: str = "onehot", num_classes: int = 2, mode: str = "vanilla",
+        lambda_l1: float = 100.0, perceptual: torch.nn.Module | None = None, lambda_perceptual: float = 1.0,
+        label_values: Sequence[int] | None = None, label_key: str | None = None, real_label: float = 1.0,
+        image_key: str = GanKeys.IMAGE, check_labels: bool = True,
     ) -> None:
         check_condition_mode(cond_mode, num_classes)
         if mode not in ("vanilla", "lsgan", "hinge"):
@@ -107,7 +98,6 @@ class Pix2PixObjective(GanObjective):
         self.image_key = str(image_key)
         self.check_labels = bool(check_labels)
         self._phases = [Phase("g", ["generator"], self.g_loss), Phase("d", ["discriminator"], self.d_loss)]
-
 
     @property
     def cond_channels(self) -> int:

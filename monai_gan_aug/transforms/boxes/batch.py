@@ -13,7 +13,7 @@ import torch
 
 from monai_gan_aug.transforms.boxes.array import as_box_array, boxes_to_condition_map
 
-__all__ = ["box_labels_as_list", "boxes_as_list", "condition_map_batch"]
+__all__ = ["box_conditions", "box_labels_as_list", "boxes_as_list", "condition_map_batch"]
 
 
 def boxes_as_list(boxes: Any, n: int, spatial_dims: int) -> list[torch.Tensor]:
@@ -56,3 +56,21 @@ def condition_map_batch(boxes: Sequence[Any], spatial_size: Sequence[int]) -> to
     if not len(boxes):
         return torch.zeros((0, 1, *spatial_size))
     return torch.stack([boxes_to_condition_map(b, spatial_size) for b in boxes])
+
+
+def box_conditions(batch: Any, num: int, spatial_size: Sequence[int], owner: str = "generation"
+                   ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """The first ``num`` box sets of a generation batch (``boxes`` and optional ``box_labels``, e.g. a
+    ``BoxConditionDataset`` batch) as per-sample boxes, labels and their ``(num, 1, *spatial_size)`` box maps.
+    ``owner`` names the caller in the errors raised when the batch holds no or too few box sets."""
+    given = batch.get("boxes") if isinstance(batch, dict) or hasattr(batch, "get") else None
+    if given is None:
+        raise ValueError(f"{owner} needs box sets: pass a batch with 'boxes' (e.g. a BoxConditionDataset over the "
+                         "training run's BoxSampler).")
+    given = list(given)
+    if len(given) < num:
+        raise ValueError(f"{owner}: the batch holds box sets for {len(given)} images, {num} requested.")
+    boxes = boxes_as_list(given[:num], num, len(spatial_size))
+    labels = batch.get("box_labels")
+    labels = box_labels_as_list(list(labels)[:num] if labels is not None else None, boxes)
+    return boxes, labels, condition_map_batch(boxes, spatial_size)
