@@ -68,7 +68,8 @@ def pix2pix_figure(run_dir: str, out: str, image_size: int = 64, n: int = 6, sca
 def real_slices_dice(run_dir: str, out: str, image_size: int = 64) -> dict:
     import json
 
-    from monai_gan_aug.engines.two_stage import honours_mask, load_segmenter
+    from monai_gan_aug.engines import load_segmenter
+    from monai_gan_aug.metrics import honours_mask
 
     parser = _evaluate_parser(run_dir, image_size)
     dataset = parser.get_parsed_content("dataset")

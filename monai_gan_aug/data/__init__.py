@@ -14,6 +14,7 @@ from .datalist import (
     split_datalist,
 )
 from .errors import DatalistError, ImageReadError, InvalidBoxesError
+from .items import seeded_items, select_keys
 from .loader import fit_batch_size
 from .loading import (
     BadImageError,
@@ -37,6 +38,8 @@ from .same_class import REFERENCE_KEY, ReferenceSeedDataset, SameClassPairDatase
 from .unpaired import load_unpaired_items, unpaired_items
 
 __all__ = [
+    "seeded_items",
+    "select_keys",
     "DicomReader",
     "gan_collate",
     "RAGGED_KEYS",

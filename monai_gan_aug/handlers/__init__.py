@@ -9,6 +9,7 @@ from .checkpoint import GanCheckpointHandler
 from .detection import DetectionEvaluationHandler
 from .downstream import ClassificationEvaluationHandler, SegmentationEvaluationHandler
 from .fidelity import BoxFidelityHandler
+from .mask_checks import HonoursMaskHandler, SyntheticSetMetrics
 from .metrics import GanMetricHandler
 from .progress import GanProgressBar, TrainingSummary
 from .progressive import ProgressiveGrowingHandler
@@ -23,6 +24,8 @@ __all__ = [
     "ClassificationEvaluationHandler",
     "SegmentationEvaluationHandler",
     "BoxFidelityHandler",
+    "HonoursMaskHandler",
+    "SyntheticSetMetrics",
     "GanMetricHandler",
     "GanProgressBar",
     "TrainingSummary",

@@ -52,6 +52,7 @@ from monai_gan_aug.metrics.gan_metrics import (
     canonical_metric_name,
     create_metric,
 )
+from monai_gan_aug.metrics.honours_mask import HonoursMaskMetric, honours_mask
 from monai_gan_aug.metrics.io import ImageLoader, list_images
 from monai_gan_aug.metrics.memorization import memorization_check, nearest_neighbours
 from monai_gan_aug.metrics.plots import embed_features, plot_feature_embedding
@@ -64,6 +65,8 @@ from monai_gan_aug.metrics.stats import (
 )
 
 __all__ = [
+    "HonoursMaskMetric",
+    "honours_mask",
     "METRICS",
     "CachedFeatures",
     "FIDMetric",

@@ -9,6 +9,7 @@ import pytest
 import torch
 from ignite.engine import Events
 from monai.data import DataLoader, Dataset
+from torch.utils.data import default_collate
 from torchvision.models.vgg import cfgs, make_layers
 
 from monai_gan_aug.engines import AdversarialTrainer
@@ -203,16 +204,17 @@ def test_training_lowers_reconstruction_error():
 
 # ------------------------------------------------------------------------------------------ two-stage generation
 def test_mask_dcgan_objective_trains_on_encoded_masks_and_generates_valid_maps():
-    from monai_gan_aug.engines.two_stage import MaskDCGANObjective
+    from monai_gan_aug.losses.objectives import MaskDCGANObjective
     from monai_gan_aug.networks.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
     obj = MaskDCGANObjective(mask_key="tissue", num_classes=3, mask_mode="onehot", latent_size=8)
     maps = _maps()
-    batch = obj.prepare_batch({"tissue": maps}, torch.device("cpu"))
+    encode = EncodeConditiond("tissue", "onehot", 3, output_keys="image")  # the bundle's last transform
+    batch = obj.prepare_batch(default_collate([encode({"tissue": m}) for m in maps]), torch.device("cpu"))
     assert torch.equal(batch["image"], encode_condition(maps, "onehot", 3))
     assert obj.prepare_batch({"seed": torch.tensor([1])}, torch.device("cpu")).keys() == {"seed"}
-    with pytest.raises(ValueError, match="no mask 'tissue'"):
-        obj.prepare_batch({"label": maps}, torch.device("cpu"))
+    with pytest.raises(ValueError, match="EncodeConditiond"):  # prepare_batch builds nothing: a raw map is refused
+        obj.prepare_batch({"tissue": maps}, torch.device("cpu"))
     torch.manual_seed(0)
     nets = {"generator": DCGANGenerator(2, 8, obj.mask_channels, 16, 4), "discriminator": DCGANDiscriminator(2, 3, 16, 4)}
     ctx = _ctx(nets, batch)
@@ -228,7 +230,7 @@ def test_mask_dcgan_objective_trains_on_encoded_masks_and_generates_valid_maps()
 
 
 def test_two_stage_objective_writes_pairs_from_seeds():
-    from monai_gan_aug.engines.two_stage import MaskDCGANObjective, TwoStageObjective
+    from monai_gan_aug.losses.objectives import MaskDCGANObjective, TwoStageObjective
     from monai_gan_aug.networks.nets.dcgan import DCGANGenerator
 
     mask_obj = MaskDCGANObjective(mask_key="tissue", num_classes=3, latent_size=8)
@@ -252,7 +254,7 @@ def test_two_stage_objective_writes_pairs_from_seeds():
 
 
 def test_honours_mask_separates_matched_from_shuffled():
-    from monai_gan_aug.engines.two_stage import honours_mask
+    from monai_gan_aug.metrics import honours_mask
 
     masks = _maps(n=6, classes=3).long()
     perfect = honours_mask(masks, masks, num_classes=3)
@@ -267,7 +269,7 @@ def test_honours_mask_separates_matched_from_shuffled():
 
 
 def test_datalist_helpers():
-    from monai_gan_aug.engines.two_stage import seeded_items, select_keys
+    from monai_gan_aug.data import seeded_items, select_keys
 
     items = [{"image": "a", "tissue": "t", "boxes": [[1, 2, 3, 4]]}, {"image": "b", "tissue": "u", "boxes": []}]
     assert select_keys(items, ["tissue"]) == [{"tissue": "t"}, {"tissue": "u"}]

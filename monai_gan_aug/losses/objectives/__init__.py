@@ -12,6 +12,7 @@ from .ga_unet import GAUNetObjective
 from .lesion_inpaint import LesionInpaintObjective
 from .noise import DCGANObjective, WGANGPObjective
 from .pix2pix import Pix2PixObjective
+from .two_stage import MaskDCGANObjective, TwoStageObjective
 
 __all__ = [
     "GanObjective",
@@ -27,4 +28,6 @@ __all__ = [
     "DFGANObjective",
     "CycleGANObjective",
     "LesionInpaintObjective",
+    "MaskDCGANObjective",
+    "TwoStageObjective",
 ]
