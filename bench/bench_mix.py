@@ -49,12 +49,9 @@ from monai.transforms import (
 )
 
 from monai_gan_aug.data.datalist import load_datalist
-from monai_gan_aug.data.mix import (
-    FolderSource,
-    GeneratorSource,
-    SyntheticMixDataset,
-    write_synthetic_set,
-)
+from monai_gan_aug.data.mix import FolderSource, SyntheticMixDataset
+from monai_gan_aug.engines import GeneratorSource
+from monai_gan_aug.handlers import write_synthetic_set
 from monai_gan_aug.losses.objectives import DCGANObjective
 from monai_gan_aug.networks.nets import DCGANGenerator
 

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from monai_gan_aug.utils.errors import install_excepthook as _install_excepthook
+from monai_gan_aug.utils.version import __version__
 
 # every bundle config imports this package: its errors must be the last lines of a failed `monai.bundle run`
 _install_excepthook()

@@ -44,7 +44,7 @@ def fastgan_set(demo_dir, tmp_path_factory):
     """A synthetic image + mask set written like a bundle's inference (SeedDataset -> GanGenerationEvaluator ->
     SyntheticWriter) from an untrained FastGAN with a mask channel."""
     from monai_gan_aug.data import load_datalist
-    from monai_gan_aug.data.mix import write_synthetic_set
+    from monai_gan_aug.handlers import write_synthetic_set
     from monai_gan_aug.losses.objectives.fastgan import FastGANObjective
     from monai_gan_aug.networks.nets.fastgan import FastGANGenerator
 

@@ -42,20 +42,7 @@ ENTRY_MODULES = ("", "__main__", "bundles", "benefit", "realism", "export", "gen
 #: Known upward imports, (importer, imported) -> why it is there. Each entry is a debt to pay off: move the code to
 #: its floor and delete the line (test_allow_list_has_no_stale_entries fails once an entry is no longer needed).
 #: Nothing else may go up a floor.
-ALLOWED_UPWARD = {
-    # issue 16: check_datalist validates each item's boxes with transforms.boxes.array.box_problems (imported inside
-    # the function: a module-level import would make the data and transforms __init__ files import each other).
-    # The box checks belong on the data floor (or in utils).
-    (f"{PACKAGE}.data.datalist", f"{PACKAGE}.transforms.boxes.array"): "box validation lives in transforms.boxes",
-    # issue 16: SyntheticMix's on-the-fly generator loads its weights with engines.generation.load_generator_weights,
-    # and the pre-generation helper runs GanGenerationEvaluator + handlers.SyntheticWriter. Both are generation,
-    # not data: they belong in engines (or a module above handlers) with data/mix.py keeping the mixing only.
-    (f"{PACKAGE}.data.mix", f"{PACKAGE}.engines.generation"): "generator loading / generation inside data.mix",
-    (f"{PACKAGE}.data.mix", f"{PACKAGE}.handlers.writer"): "pre-generating a synthetic set inside data.mix",
-    # label.server reports monai_gan_aug.__version__ in the MONAI Label app's info; the root package holds only the
-    # version and installs the error hook. The version could move to utils (e.g. a _version module).
-    (f"{PACKAGE}.label.server", PACKAGE): "reads monai_gan_aug.__version__",
-}
+ALLOWED_UPWARD: dict[tuple[str, str], str] = {}  # none left (issue 16): keep it empty
 
 
 # ---------------------------------------------------------------------------------------------- the import graph

@@ -24,15 +24,7 @@ from .loading import (
     LoadMedicalImageDict,
     image_problem,
 )
-from .mix import (
-    FolderSource,
-    GeneratorSource,
-    SyntheticMixDataset,
-    SyntheticMixEpochHandler,
-    SyntheticMixError,
-    SyntheticSource,
-    write_synthetic_set,
-)
+from .mix import FolderSource, SyntheticMixDataset, SyntheticMixError, SyntheticSource
 from .readers import DicomReader
 from .same_class import REFERENCE_KEY, ReferenceSeedDataset, SameClassPairDataset
 from .unpaired import load_unpaired_items, unpaired_items
@@ -62,11 +54,8 @@ __all__ = [
     "InvalidBoxesError",
     "SyntheticSource",
     "FolderSource",
-    "GeneratorSource",
     "SyntheticMixDataset",
-    "SyntheticMixEpochHandler",
     "SyntheticMixError",
-    "write_synthetic_set",
     "REFERENCE_KEY",
     "ReferenceSeedDataset",
     "SameClassPairDataset",
@@ -77,9 +66,17 @@ __all__ = [
 ]
 
 
+#: names that moved up a floor (issue 16): generation is an engine's job, an Ignite handler a handler's
+_MOVED = {"GeneratorSource": "monai_gan_aug.engines", "SyntheticMixEpochHandler": "monai_gan_aug.handlers",
+          "write_synthetic_set": "monai_gan_aug.handlers"}
+
+
 def __getattr__(name):  # the demo module imports nilearn: load it only when asked for
     if name in ("get_demo_datalist", "make_demo_dataset"):
         from . import demo
 
         return getattr(demo, name)
+    if name in _MOVED:
+        raise AttributeError(f"monai_gan_aug.data.{name} moved to {_MOVED[name]}.{name} (the data floor does not "
+                             "generate or handle engine events); import it from there.")
     raise AttributeError(name)

@@ -34,6 +34,7 @@ import numpy as np
 from monai.data import load_decathlon_datalist
 from monai.utils import optional_import
 
+from monai_gan_aug.data.boxes import box_problems
 from monai_gan_aug.data.errors import DatalistError, ImageReadError, InvalidBoxesError
 from monai_gan_aug.data.loading import BAD_IMAGE_HINT, BadImageError, LoadMedicalImage, image_problem
 from monai_gan_aug.data.readers import DICOM_SUFFIXES, group_by_orientation, has_dicom_magic
@@ -811,9 +812,6 @@ def check_datalist(items: Sequence[dict], spatial_dims: int = 2, check_boxes: bo
         DatalistError: missing / empty files, an item without ``image``, a malformed item.
         InvalidBoxesError: malformed boxes or boxes outside their image (names the file, the box, the size).
     """
-    # imported here: monai_gan_aug.transforms imports monai_gan_aug.data (errors, readers), so a module-level import
-    # would make the two packages' __init__ files import each other
-    from monai_gan_aug.transforms.boxes.array import box_problems
 
     if not isinstance(items, (list, tuple)):
         raise DatalistError(f"a datalist must be a list of dicts, got {type(items).__name__}.")

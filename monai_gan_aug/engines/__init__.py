@@ -7,11 +7,13 @@ from .bundles import generate, generator_checkpoint, model_file, run_bundle, wor
 from .export import check_network_data_format, export_bundle, metadata_inputs
 from .gan_trainer import AdversarialTrainer, GanTrainer, NonFiniteLossError
 from .generation import GanGenerationEvaluator, InfererCall, SeedDataset, generator_state_dict, load_generator_weights
+from .generator_source import GeneratorSource
 from .reference_segmenter import fit_reference_segmenter, load_segmenter, reference_segmenter
 from .utils import RandomStates, StateDictGroup, dist_info, find_latest_checkpoint, losses_from_output
 
 __all__ = [
     "AdversarialTrainer",
+    "GeneratorSource",
     "fit_reference_segmenter",
     "load_segmenter",
     "reference_segmenter",

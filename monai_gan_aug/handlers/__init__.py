@@ -11,6 +11,7 @@ from .downstream import ClassificationEvaluationHandler, SegmentationEvaluationH
 from .fidelity import BoxFidelityHandler
 from .mask_checks import HonoursMaskHandler, SyntheticSetMetrics
 from .metrics import GanMetricHandler
+from .mix import SyntheticMixEpochHandler, write_synthetic_set
 from .progress import GanProgressBar, TrainingSummary
 from .progressive import ProgressiveGrowingHandler
 from .sample_grid import SampleGridSaver
@@ -27,6 +28,8 @@ __all__ = [
     "HonoursMaskHandler",
     "SyntheticSetMetrics",
     "GanMetricHandler",
+    "SyntheticMixEpochHandler",
+    "write_synthetic_set",
     "GanProgressBar",
     "TrainingSummary",
     "ProgressiveGrowingHandler",

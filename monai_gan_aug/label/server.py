@@ -37,7 +37,6 @@ from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
-import monai_gan_aug
 from monai_gan_aug.engines.bundles import read_bundle_config
 from monai_gan_aug.engines.families import bundle_services, label_bundles
 from monai_gan_aug.label.tasks import (
@@ -50,6 +49,7 @@ from monai_gan_aug.label.tasks import (
     load_overrides,
 )
 from monai_gan_aug.utils.misc import as_bool
+from monai_gan_aug.utils.version import __version__
 
 __all__ = ["DEFAULT_BUNDLES", "TASK_KINDS", "GanAugApp", "default_bundles", "default_bundles_dir", "detect_task_kind"]
 
@@ -60,7 +60,7 @@ TASK_KINDS = ("mask_to_image", "boxes_to_image", "boxes_to_lesions", "segmentati
 
 def default_bundles_dir() -> Path:
     """The repository's ``bundles/`` folder (the package is installed in editable mode from the repository)."""
-    return Path(monai_gan_aug.__file__).resolve().parents[1] / "bundles"
+    return Path(__file__).resolve().parents[2] / "bundles"
 
 
 def default_bundles(root: str | os.PathLike | None = None) -> tuple[str, ...]:
@@ -141,7 +141,7 @@ class GanAugApp(MONAILabelApp):
             name="monai_gan_aug",
             description="GAN-based augmentation: synthetic images with their labels from label maps or boxes; "
             "segmentation trained with SyntheticMix",
-            version=monai_gan_aug.__version__,
+            version=__version__,
         )
 
     def init_infers(self) -> dict[str, InferTask]:

@@ -17,14 +17,13 @@ from torch.utils.data import DistributedSampler
 from monai_gan_aug.data.mix import (
     VIRTUAL_LENGTH,
     FolderSource,
-    GeneratorSource,
     MissingCheckpointError,
     RatioSchedule,
     SyntheticMixDataset,
-    SyntheticMixEpochHandler,
     SyntheticMixError,
-    write_synthetic_set,
 )
+from monai_gan_aug.engines import GeneratorSource
+from monai_gan_aug.handlers import SyntheticMixEpochHandler, write_synthetic_set
 from monai_gan_aug.losses.objectives import DCGANObjective
 from monai_gan_aug.networks.nets import DCGANGenerator
 

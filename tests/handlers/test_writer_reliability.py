@@ -15,8 +15,8 @@ import torch
 from ignite.engine import Engine, Events
 from torch.utils.data import DataLoader
 
-from monai_gan_aug.data.mix import write_synthetic_set
 from monai_gan_aug.engines.generation import GanGenerationEvaluator, SeedDataset
+from monai_gan_aug.handlers import write_synthetic_set
 from monai_gan_aug.handlers import writer as writer_module
 from monai_gan_aug.handlers.writer import DiskSpaceError, SyntheticWriter
 from monai_gan_aug.losses.objectives import DCGANObjective

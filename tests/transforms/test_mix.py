@@ -12,12 +12,9 @@ from monai.transforms import Compose, RandFlipd
 from monai.utils import set_determinism
 
 from monai_gan_aug.data import gan_collate
-from monai_gan_aug.data.mix import (
-    FolderSource,
-    GeneratorSource,
-    SyntheticMixError,
-    write_synthetic_set,
-)
+from monai_gan_aug.data.mix import FolderSource, SyntheticMixError
+from monai_gan_aug.engines import GeneratorSource
+from monai_gan_aug.handlers import write_synthetic_set
 from monai_gan_aug.losses.objectives import DCGANObjective
 from monai_gan_aug.networks.nets import DCGANGenerator
 from monai_gan_aug.transforms.mix import (

@@ -33,7 +33,7 @@ __all__ = ["SourceIndexStream", "SyntheticMix"]
 
 class SourceIndexStream:
     """Draws source indices with a transform's ``R``: runs of ``source.block_size`` consecutive indices starting at a
-    random block, so a :class:`~monai_gan_aug.data.mix.GeneratorSource` generates each block once (its cache) and a
+    random block, so a :class:`~monai_gan_aug.engines.GeneratorSource` generates each block once (its cache) and a
     virtual source (2**48 samples) practically never repeats a sample; a file source (block 1) is sampled uniformly.
 
     Each DataLoader worker re-seeds the owning transform (MONAI's ``worker_init_fn``), which restarts the stream from

@@ -35,7 +35,7 @@ class SyntheticMixd(MapTransform, _MixBase):
     and synthetic samples have the same keys and collate. Every sample leaving the transform carries provenance
     (``synthetic``, ``source``, ``checkpoint``, ``seed``) in the dict and in its image's ``MetaTensor`` meta.
 
-    A conditional :class:`~monai_gan_aug.data.mix.GeneratorSource` is conditioned on the sample it replaces (its
+    A conditional :class:`~monai_gan_aug.engines.GeneratorSource` is conditioned on the sample it replaces (its
     boxes / mask / class), so the synthetic image is generated for exactly those labels.
 
     ``prob`` is a per-sample probability: the share of synthetic samples varies from epoch to epoch. For an exact
