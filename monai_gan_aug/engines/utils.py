@@ -32,6 +32,7 @@ __all__ = [
     "checkpoint_iteration",
     "dist_info",
     "losses_from_output",
+    "attached_objects",
     "CHECKPOINT_PREFIX",
 ]
 
@@ -468,3 +469,26 @@ def losses_from_output(output: Any) -> dict[str, float]:
 
 def flatten_parameters(modules: Iterable[torch.nn.Module]) -> list[torch.nn.Parameter]:
     return [p for m in modules for p in m.parameters()]
+
+
+def attached_objects(engine: Any) -> list[Any]:
+    """Every object behind the handlers attached to an Ignite ``engine``: each registered callable, the object it is
+    bound to, what it wraps (``__wrapped__`` chains) and its extra arguments; each object once. Ignite has no public
+    API for this, so it is read from ``engine._event_handlers`` here, in one place (handlers use it to find a
+    ``SyntheticWriter`` or a TensorBoard writer already attached)."""
+    found: list[Any] = []
+
+    def add(obj: Any) -> None:
+        if obj is not None and all(obj is not f for f in found):
+            found.append(obj)
+
+    for entries in getattr(engine, "_event_handlers", {}).values():
+        for entry in entries:
+            fn, args = (entry[0], entry[1] if len(entry) > 1 else ()) if isinstance(entry, tuple) else (entry, ())
+            while fn is not None:
+                add(fn)
+                add(getattr(fn, "__self__", None))
+                fn = getattr(fn, "__wrapped__", None)
+            for a in args:
+                add(a)
+    return found

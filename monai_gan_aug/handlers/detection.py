@@ -11,7 +11,7 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
-from monai_gan_aug.engines.utils import dist_info
+from monai_gan_aug.engines.utils import attached_objects, dist_info
 
 __all__ = ["DetectionEvaluationHandler"]
 
@@ -26,14 +26,7 @@ def _is_writer(obj: Any) -> bool:
 
 def _writers_of(engine: Engine) -> list[Any]:
     """SyntheticWriter instances attached to ``engine`` (as handlers or through their bound methods)."""
-    found: list[Any] = []
-    for handlers in getattr(engine, "_event_handlers", {}).values():
-        for entry in handlers:
-            fn = entry[0] if isinstance(entry, tuple) else entry
-            for obj in (fn, getattr(fn, "__self__", None), getattr(fn, "__wrapped__", None)):
-                if obj is not None and _is_writer(obj) and all(obj is not f for f in found):
-                    found.append(obj)
-    return found
+    return [obj for obj in attached_objects(engine) if _is_writer(obj)]
 
 
 class _ExperimentHandler:

@@ -19,6 +19,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 
+from monai_gan_aug.engines.utils import attached_objects
 from monai_gan_aug.metrics.extractors import FeatureExtractor
 from monai_gan_aug.metrics.gan_metrics import (
     METRICS,
@@ -40,16 +41,11 @@ __all__ = ["GanMetricHandler"]
 
 def _find_writer(engine: Engine) -> Any | None:
     """A SummaryWriter already attached to ``engine`` (MONAI TensorBoard handlers or an Ignite TensorboardLogger)."""
-    for handlers in engine._event_handlers.values():
-        for entry in handlers:
-            h, args = entry[0], entry[1] if len(entry) > 1 else ()
-            while hasattr(h, "__wrapped__"):
-                h = h.__wrapped__
-            for owner in (getattr(h, "__self__", None), h, *args):
-                for attr in ("_writer", "writer"):
-                    w = getattr(owner, attr, None)
-                    if w is not None and hasattr(w, "add_scalar"):
-                        return w
+    for owner in attached_objects(engine):
+        for attr in ("_writer", "writer"):
+            w = getattr(owner, attr, None)
+            if w is not None and hasattr(w, "add_scalar"):
+                return w
     return None
 
 
