@@ -1,6 +1,7 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Synthetic data into any MONAI pipeline: synthetic sources, a mixing dataset with an exact per-epoch ratio, and
-the handler that moves it to the next epoch.
+"""Synthetic data into any MONAI pipeline: synthetic sources and a mixing dataset with an exact per-epoch ratio (the
+on-the-fly source, :class:`monai_gan_aug.engines.GeneratorSource`, and the handler that moves a mix to the next epoch,
+:class:`monai_gan_aug.handlers.SyntheticMixEpochHandler`, live on their floors above).
 
 Han et al., "Learning More with Less: GAN-based Medical Image Augmentation" (Med. Imaging Tech. 37(3), 2019) report
 that the balance between real and synthetic images matters: adding too many synthetic images makes the downstream
@@ -14,14 +15,14 @@ Pieces:
   dicts (``image``, ``label``, ``boxes``, ``box_labels``, ``class``) plus provenance (``synthetic=True``,
   ``source``, ``checkpoint``, ``seed``), also written into the image's ``MetaTensor`` meta.
   :class:`FolderSource` reads a synthetic set written by any bundle's inference (``SyntheticWriter``'s
-  ``datalist.json``); :class:`GeneratorSource` generates on the fly, in batches, sample ``i`` from seed
+  ``datalist.json``); :class:`~monai_gan_aug.engines.GeneratorSource` generates on the fly, in batches, sample ``i`` from seed
   ``seed + i`` only, optionally conditioned on a real sample's boxes / mask / class.
 - :class:`SyntheticMixDataset`: wraps a real dataset; ``mode="add"`` adds ``ratio`` synthetic samples per real one,
   ``mode="replace"`` replaces a ``ratio`` fraction of the real samples; the epoch's index mapping is a pure function
   of ``(seed, epoch)`` (:meth:`SyntheticMixDataset.set_epoch`), so it is identical in every DataLoader worker and every
   distributed rank, and works with any sampler (``RandomSampler``, ``DistributedSampler``).
-- :class:`SyntheticMixEpochHandler`: calls ``set_epoch`` at each ``EPOCH_STARTED`` of an Ignite / MONAI engine
-  (MONAI's ``Workflow`` only does so for a ``DistributedSampler``).
+- :class:`~monai_gan_aug.handlers.SyntheticMixEpochHandler`: calls ``set_epoch`` at each ``EPOCH_STARTED`` of an
+  Ignite / MONAI engine (MONAI's ``Workflow`` only does so for a ``DistributedSampler``).
 - :func:`check_compatible`: the construction-time check that synthetic samples fit the real ones (keys, channels,
   spatial shape, spacing), shared with the ``SyntheticMix`` transforms.
 """
@@ -92,7 +93,7 @@ class SyntheticMixError(ValueError):
 
 
 class MissingCheckpointError(SyntheticMixError, FileNotFoundError):
-    """The generator checkpoint of a :class:`GeneratorSource` does not exist."""
+    """The generator checkpoint of a :class:`~monai_gan_aug.engines.GeneratorSource` does not exist."""
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -1,11 +1,12 @@
 # Copyright (c) monai_gan_aug contributors. Licensed under the Apache License, Version 2.0.
-"""Deprecated: the parts of this former grab-bag now live on their floors (kept for one release so configs of
-exported bundles keep loading):
+"""Deprecated: the parts of this former grab-bag now live on their floors (kept for one release, so train and
+inference configs of exported bundles keep loading; their evaluate configs name the two handlers below, whose
+``_target_`` must be updated):
 
 * :class:`~monai_gan_aug.losses.objectives.two_stage.MaskDCGANObjective`,
   :class:`~monai_gan_aug.losses.objectives.two_stage.TwoStageObjective`;
 * :func:`~monai_gan_aug.data.items.select_keys`, :func:`~monai_gan_aug.data.items.seeded_items`;
-* :func:`~monai_gan_aug.metrics.honours_mask.honours_mask` (and ``HonoursMaskMetric``);
+* :func:`~monai_gan_aug.metrics.honours_mask.honours_mask`;
 * :func:`~monai_gan_aug.engines.reference_segmenter.fit_reference_segmenter`, ``reference_segmenter``,
   ``load_segmenter``;
 * the handlers ``HonoursMaskHandler`` and ``SyntheticSetMetrics``: :mod:`monai_gan_aug.handlers` (handlers sit above
@@ -34,7 +35,8 @@ __all__ = [
 ]
 
 warnings.warn("monai_gan_aug.engines.two_stage is deprecated: import from monai_gan_aug.losses.objectives, "
-              "monai_gan_aug.data, monai_gan_aug.metrics, monai_gan_aug.engines and monai_gan_aug.handlers.",
+              "monai_gan_aug.data, monai_gan_aug.metrics and monai_gan_aug.engines; HonoursMaskHandler and "
+              "SyntheticSetMetrics are monai_gan_aug.handlers.HonoursMaskHandler / .SyntheticSetMetrics.",
               FutureWarning, stacklevel=2)
 
 _MOVED_HANDLERS = ("HonoursMaskHandler", "SyntheticSetMetrics")

@@ -114,7 +114,8 @@ def make_arms(ratios: Sequence[float], copy_paste: bool = True, mixed_ratios: Se
     kinds = [(k, ratios) for k in (("copy_paste", "gan") if copy_paste else ("gan",))]
     if mixed_ratios:
         if not copy_paste:
-            raise BenefitError("mixed GAN + copy-paste arms need the copy-paste arms (drop --no_copy_paste).")
+            raise BenefitError("mixed GAN + copy-paste arms need the copy-paste arms (drop --no_copy_paste; the "
+                               "classification task has none: it pastes no lesions).")
         missing = [r for r in mixed_ratios if float(r) not in {float(x) for x in ratios}]
         if missing:
             raise BenefitError(f"mixed ratios {missing} are not among the ratios {list(ratios)}: a mixed arm is "

@@ -114,8 +114,8 @@ class HonoursMaskMetric(Cumulative):
         self.num_classes, self.include_background, self.seed = int(num_classes), bool(include_background), int(seed)
 
     def append(self, predictions: torch.Tensor, masks: torch.Tensor) -> None:  # type: ignore[override]
-        """Add a batch: ``(N, 1, *spatial)`` predicted label maps and the masks the images were generated from."""
-        super().append(predictions.detach().to(torch.uint8).cpu(), masks.detach().to(torch.uint8).cpu())
+        """Add a batch (its samples, so batches of any size gather into one ``(N, 1, *spatial)`` set): ``(N, 1, *spatial)`` predicted label maps and the masks the images were generated from."""
+        super().extend(predictions.detach().to(torch.uint8).cpu(), masks.detach().to(torch.uint8).cpu())  # per sample
 
     def aggregate(self) -> dict[str, Any]:  # type: ignore[override]
         buffers = self.get_buffer()

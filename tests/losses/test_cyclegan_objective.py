@@ -159,3 +159,12 @@ def test_exact_resume_with_image_pools(tmp_path):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(straight.objective.pool_b.images, second.objective.pool_b.images):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_domain_a_under_image_is_not_replaced_by_domain_b():
+    """With key_a='image' the batch's image is domain A (the engine logs it as the reals), never overwritten by B."""
+    obj = CycleGANObjective(key_a="image", key_b="image_b")
+    a, b = torch.zeros(2, 1, 8, 8), torch.ones(2, 1, 8, 8)
+    batch = obj.prepare_batch({"image": a, "image_b": b}, torch.device("cpu"))
+    assert torch.equal(batch["image"], a) and torch.equal(obj._domains(batch)[0], a)
+    assert torch.equal(obj._domains(batch)[1], b)

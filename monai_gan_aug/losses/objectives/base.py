@@ -109,7 +109,7 @@ class GanObjective:
         for key in (self.image_key, *self.float_keys):
             if isinstance(out.get(key), torch.Tensor):
                 out[key] = out[key].float()
-        if self.image_key != GanKeys.IMAGE and isinstance(out.get(self.image_key), torch.Tensor):
+        if self.image_key != GanKeys.IMAGE and GanKeys.IMAGE not in self.float_keys and isinstance(out.get(self.image_key), torch.Tensor):
             out[GanKeys.IMAGE] = out[self.image_key]
         elif isinstance(out.get(GanKeys.IMAGE), torch.Tensor):
             out[GanKeys.IMAGE] = out[GanKeys.IMAGE].float()

@@ -104,15 +104,15 @@ class Pix2PixObjective(GanObjective):
         """Channels of the encoded condition (1 for an image condition of unknown width: see the config)."""
         return condition_channels(self.cond_mode, self.num_classes)
 
-    def condition(self, batch: Mapping[str, Any]) -> torch.Tensor:
+    def condition(self, batch: dict[str, Any]) -> torch.Tensor:
         """The encoded condition ``cond`` of a batch (built by the dataset's
         :class:`~monai_gan_aug.transforms.EncodeConditiond`); a batch holding only the raw map under ``cond_key``
         (a mask made at generation time by a network or an annotator) is encoded here with the same encoder."""
-        if GanKeys.COND in batch:
-            return batch[GanKeys.COND]
-        (raw,) = self.require(batch, (self.cond_key,), "set cond_key to the key of the mask / image the generator "
-                              "is conditioned on and load it in the preprocessing (then EncodeConditiond).")
-        return encode_condition(raw, self.cond_mode, self.num_classes, self.cond_key, self.check_labels)
+        if GanKeys.COND not in batch:  # encoded once per batch: the g and d phases share it
+            (raw,) = self.require(batch, (self.cond_key,), "set cond_key to the key of the mask / image the generator "
+                                  "is conditioned on and load it in the preprocessing (then EncodeConditiond).")
+            batch[GanKeys.COND] = encode_condition(raw, self.cond_mode, self.num_classes, self.cond_key, self.check_labels)
+        return batch[GanKeys.COND]
 
     def _pair(self, cond: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         if cond.shape[0] != image.shape[0] or cond.shape[2:] != image.shape[2:]:
@@ -180,11 +180,14 @@ class Pix2PixObjective(GanObjective):
         if batch is None:
             raise ValueError(f"{type(self).__name__} generates from conditions: pass a batch holding {self.cond_key!r} "
                              "(the inference config's condition dataset, or the two-stage pipeline's mask generator).")
-        cond = self.condition({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})[:num]
+        keys = (GanKeys.COND,) if GanKeys.COND in batch else (self.cond_key,)
+        cond = self.condition({k: batch[k].to(device) for k in keys if isinstance(batch.get(k), torch.Tensor)})[:num]
         if cond.shape[0] < num:
             raise ValueError(f"{type(self).__name__}: asked for {num} samples, the batch holds {cond.shape[0]} conditions.")
         out: dict[str, torch.Tensor] = {GanKeys.IMAGE: nets[self.generator_name](cond)}
         if self.cond_mode != "image":
-            return {**out, **condition_outputs(batch[self.cond_key][:num].to(device), self.cond_key, self.label_values)}
+            (raw,) = self.require(batch, (self.cond_key,), "generation hands the raw map back as the label: keep it "
+                                  "next to the encoded 'cond' (EncodeConditiond does).")
+            return {**out, **condition_outputs(raw[:num].to(device), self.cond_key, self.label_values)}
         label = label_from_batch(batch, self.label_key, num, device)
         return out if label is None else {**out, GanKeys.LABEL: label}
