@@ -12,12 +12,12 @@ Modes (as in junyanz's ``GANLoss``, plus hinge):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ADVERSARIAL_MODES", "d_adversarial_loss", "g_adversarial_loss", "gradient_penalty", "hinge_margin_loss", "masked_mean", "mismatch_hinge", "r1_penalty"]
+__all__ = ["ADVERSARIAL_MODES", "check_modes", "d_adversarial_loss", "g_adversarial_loss", "gradient_penalty", "hinge_margin_loss", "masked_mean", "mismatch_hinge", "r1_penalty"]
 
 ADVERSARIAL_MODES = ("vanilla", "lsgan", "hinge", "wgan")
 
@@ -25,6 +25,13 @@ ADVERSARIAL_MODES = ("vanilla", "lsgan", "hinge", "wgan")
 def _check(mode: str) -> None:
     if mode not in ADVERSARIAL_MODES:
         raise ValueError(f"adversarial mode must be one of {ADVERSARIAL_MODES}, got {mode!r}.")
+
+
+def check_modes(owner: str, allowed: Sequence[str] = ADVERSARIAL_MODES, **modes: str) -> None:
+    """Raise a ``ValueError`` naming ``owner`` and each of ``modes`` (argument name -> value) not in ``allowed``."""
+    bad = {name: mode for name, mode in modes.items() if mode not in allowed}
+    if bad:
+        raise ValueError(f"{owner}: {' and '.join(bad)} must be one of {tuple(allowed)}, got {bad}.")
 
 
 def d_adversarial_loss(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,7 @@ from torch import nn
 
 from monai_gan_aug.utils.weights import hub_checkpoints_dir, local_weights_file
 
-__all__ = ["VGG16_LAYERS", "VGG16_WEIGHTS_ENV", "PerceptualFeatureLoss", "VGG16Features", "find_vgg16_weights"]
+__all__ = ["VGG16_LAYERS", "VGG16_WEIGHTS_ENV", "PerceptualFeatureLoss", "ReconstructionLoss", "VGG16Features", "find_vgg16_weights"]
 
 #: Index (in ``torchvision.models.vgg16().features``) of the output of each named ReLU.
 VGG16_LAYERS = {
@@ -236,3 +237,33 @@ class PerceptualFeatureLoss(nn.Module):
         for w, fp, ft in zip(self.layer_weights, pred_feats, target_feats):
             total = total + w * dist(fp.float(), ft.float())
         return total / len(self.layer_weights)
+
+
+class ReconstructionLoss:
+    """The reconstruction term of an image-to-image generator: ``lambda_l1 * L1(fake, real)`` (Isola et al.: 100)
+    plus ``lambda_perceptual * perceptual(fake, real)`` (the thesis' :class:`PerceptualFeatureLoss`, or any
+    ``loss(fake, real)`` module). ``__call__`` returns ``(loss, terms)`` with the detached ``l1`` / ``perceptual``.
+
+    Raises:
+        ValueError: a negative weight, or no term at all (``lambda_l1 = 0`` and no perceptual loss).
+        TypeError: ``perceptual`` is not callable.
+    """
+
+    def __init__(self, lambda_l1: float = 100.0, perceptual: Any = None, lambda_perceptual: float = 1.0) -> None:
+        if lambda_l1 < 0 or lambda_perceptual < 0:
+            raise ValueError(f"lambda_l1 and lambda_perceptual must be >= 0, got {lambda_l1}, {lambda_perceptual}.")
+        if lambda_l1 == 0 and perceptual is None:
+            raise ValueError("no reconstruction term; set lambda_l1 > 0 or give a perceptual loss.")
+        if perceptual is not None and not callable(perceptual):
+            raise TypeError(f"perceptual must be a loss module, got {type(perceptual).__name__}.")
+        self.lambda_l1, self.perceptual, self.lambda_perceptual = float(lambda_l1), perceptual, float(lambda_perceptual)
+
+    def __call__(self, fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, terms = fake.new_zeros((), dtype=torch.float32), {}
+        if self.lambda_l1:
+            l1 = F.l1_loss(fake.float(), real.float())
+            loss, terms["l1"] = loss + self.lambda_l1 * l1, l1.detach()
+        if self.perceptual is not None:
+            perc = self.perceptual(fake.float(), real.float())
+            loss, terms["perceptual"] = loss + self.lambda_perceptual * perc, perc.detach()
+        return loss, terms

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
+from monai_gan_aug.losses.adversarial import check_modes, d_adversarial_loss, g_adversarial_loss
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, label_from_batch
 from monai_gan_aug.utils.enums import GanKeys
 from monai_gan_aug.utils.image_pool import ImagePool
@@ -62,8 +62,7 @@ class CycleGANObjective(GanObjective):
         lambda_identity: float = 0.5, pool_size: int = 50, seed: int = 0, direction: str = "ab",
         label_key: str | None = GanKeys.LABEL,
     ) -> None:
-        if mode not in ("lsgan", "vanilla", "hinge"):
-            raise ValueError(f"CycleGANObjective: mode must be 'lsgan', 'vanilla' or 'hinge', got {mode!r}.")
+        check_modes("CycleGANObjective", ("lsgan", "vanilla", "hinge"), mode=mode)
         if lambda_cycle < 0 or lambda_identity < 0:
             raise ValueError(f"lambda_cycle and lambda_identity must be >= 0, got {lambda_cycle}, {lambda_identity}.")
         if direction not in ("ab", "ba"):

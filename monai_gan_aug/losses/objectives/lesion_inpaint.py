@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from monai_gan_aug.losses.adversarial import (
-    ADVERSARIAL_MODES,
+    check_modes,
     d_adversarial_loss,
     g_adversarial_loss,
     gradient_penalty,
@@ -68,10 +68,7 @@ class LesionInpaintObjective(GanObjective):
         size_condition: bool = True, label_mode: str = "box", diff_threshold: float = 0.25, image_key: str = GanKeys.IMAGE,
     ) -> None:
         name = type(self).__name__
-        if context_mode not in ADVERSARIAL_MODES or box_mode not in ADVERSARIAL_MODES:
-            raise ValueError(
-                f"{name}: context_mode and box_mode must be in {ADVERSARIAL_MODES}, got {context_mode!r}, {box_mode!r}."
-            )
+        check_modes(name, context_mode=context_mode, box_mode=box_mode)
         weights = (lambda_gp, drift, lambda_adv_context, lambda_adv_box, lambda_l1_box, lambda_l1_context)
         if min(weights) < 0 or n_critic < 1:
             raise ValueError(f"{name}: loss weights must be >= 0 and n_critic >= 1, got {weights}, {n_critic}.")

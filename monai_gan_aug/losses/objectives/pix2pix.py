@@ -23,14 +23,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from monai_gan_aug.losses.adversarial import d_adversarial_loss, g_adversarial_loss
+from monai_gan_aug.losses.adversarial import check_modes, d_adversarial_loss, g_adversarial_loss
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, label_from_batch
+from monai_gan_aug.losses.perceptual import ReconstructionLoss
 from monai_gan_aug.transforms.condition_encoding import (
     check_condition_mode,
     check_label_values,
-    condition_channels,
     condition_outputs,
     encode_condition,
 )
@@ -57,10 +56,9 @@ class Pix2PixObjective(GanObjective):
             the same as the preprocessing's :class:`~monai_gan_aug.transforms.EncodeConditiond`).
         num_classes: classes of a label condition, background included (5 for the demo ``tissue`` maps).
         mode: adversarial criterion, ``"vanilla"`` (paper), ``"lsgan"`` or ``"hinge"``.
-        lambda_l1: weight of the L1 term (100 in the paper; 0 to use only the perceptual loss, as in the thesis).
-        perceptual: a :class:`~monai_gan_aug.losses.perceptual.PerceptualFeatureLoss` (or any ``loss(fake, real)``
-            module); ``None``: no perceptual term.
-        lambda_perceptual: weight of the perceptual term (its layer weights already hold the thesis' 100/200/300).
+        lambda_l1, perceptual, lambda_perceptual: the reconstruction term
+            (:class:`~monai_gan_aug.losses.perceptual.ReconstructionLoss`: L1 weight 100 as in the paper, 0 to use only
+            the thesis' perceptual loss; its layer weights already hold the thesis' 100/200/300).
         label_values: classes of the condition map that form the written ``label`` (e.g. ``[4]``: the lesion class
             of the demo ``tissue`` maps); ``None``: the condition map itself is the label.
         label_key: for ``cond_mode="image"``, a batch key whose map is handed back as the label (translation keeps the
@@ -81,28 +79,12 @@ class Pix2PixObjective(GanObjective):
         image_key: str = GanKeys.IMAGE, check_labels: bool = True,
     ) -> None:
         check_condition_mode(cond_mode, num_classes)
-        if mode not in ("vanilla", "lsgan", "hinge"):
-            raise ValueError(f"Pix2PixObjective: mode must be 'vanilla', 'lsgan' or 'hinge', got {mode!r}.")
-        if lambda_l1 < 0 or lambda_perceptual < 0:
-            raise ValueError(f"lambda_l1 and lambda_perceptual must be >= 0, got {lambda_l1}, {lambda_perceptual}.")
-        if lambda_l1 == 0 and perceptual is None:
-            raise ValueError("Pix2PixObjective: no reconstruction term; set lambda_l1 > 0 or give a perceptual loss.")
-        if perceptual is not None and not callable(perceptual):
-            raise TypeError(f"perceptual must be a loss module, got {type(perceptual).__name__}.")
-        self.cond_key, self.cond_mode, self.num_classes = str(cond_key), cond_mode, int(num_classes)
-        self.mode, self.real_label = mode, float(real_label)
-        self.lambda_l1, self.lambda_perceptual = float(lambda_l1), float(lambda_perceptual)
-        self.perceptual = perceptual
+        check_modes(type(self).__name__, ("vanilla", "lsgan", "hinge"), mode=mode)
+        self.cond_key, self.cond_mode, self.num_classes, self.mode = str(cond_key), cond_mode, int(num_classes), mode
+        self.reconstruction = ReconstructionLoss(lambda_l1, perceptual, lambda_perceptual)
         self.label_values = check_label_values(label_values, cond_mode, num_classes)
-        self.label_key = label_key
-        self.image_key = str(image_key)
-        self.check_labels = bool(check_labels)
+        self.label_key, self.image_key, self.check_labels, self.real_label = label_key, str(image_key), bool(check_labels), float(real_label)
         self._phases = [Phase("g", ["generator"], self.g_loss), Phase("d", ["discriminator"], self.d_loss)]
-
-    @property
-    def cond_channels(self) -> int:
-        """Channels of the encoded condition (1 for an image condition of unknown width: see the config)."""
-        return condition_channels(self.cond_mode, self.num_classes)
 
     def condition(self, batch: dict[str, Any]) -> torch.Tensor:
         """The encoded condition ``cond`` of a batch (built by the dataset's
@@ -137,15 +119,8 @@ class Pix2PixObjective(GanObjective):
             )
         ctx.outputs[GanKeys.FAKES] = fakes.detach()
         adv = g_adversarial_loss(ctx.nets["discriminator"](self._pair(cond, fakes)), self.mode)
-        loss, terms = adv, {"adv": adv.detach()}
-        if self.lambda_l1:
-            l1 = F.l1_loss(fakes.float(), reals.float())
-            loss = loss + self.lambda_l1 * l1
-            terms["l1"] = l1.detach()
-        if self.perceptual is not None:
-            perc = self.perceptual(fakes.float(), reals.float())
-            loss = loss + self.lambda_perceptual * perc
-            terms["perceptual"] = perc.detach()
+        rec, rec_terms = self.reconstruction(fakes, reals)
+        loss, terms = adv + rec, {"adv": adv.detach(), **rec_terms}
         extra, extra_terms = self._generator_extra_loss(ctx, fakes)
         if extra is not None:
             loss = loss + extra
