@@ -622,8 +622,8 @@ def train_and_generate(
     tmp.replace(datalist)
     check_generator_data(datalist, subset)
     with _restored_logging():  # a bundle's logging.conf sets the root logger to INFO: keep the runner's output readable
-        _generate(run_bundle, bundle, datalist, n_samples, work, overrides, inference_overrides, seed)
-    sets = load_synthetic_sets(str(work / f"synthetic_{n_samples}"))
+        syn = _generate(run_bundle, bundle, datalist, n_samples, work, overrides, inference_overrides, seed)
+    sets = load_synthetic_sets(str(syn))
     return next(iter(sets.values()))
 
 
@@ -639,10 +639,11 @@ def _restored_logging() -> Any:
 
 
 def _generate(run_bundle: Callable, bundle: str, datalist: Path, n_samples: int, work: Path,
-              overrides: Mapping[str, Any], inference_overrides: Mapping[str, Any], seed: int) -> None:
+              overrides: Mapping[str, Any], inference_overrides: Mapping[str, Any], seed: int) -> Path:
     run_bundle(bundle, "train.json", {"dataset_dir": str(datalist), "output_dir": str(work), "seed": seed,
                                       **dict(overrides)})
-    syn = work / f"synthetic_{n_samples}"
+    # one folder per inference setting: a set made with other overrides (e.g. num_lesions) is never reused
+    syn = work / (f"synthetic_{n_samples}" + (f"_{_digest(dict(inference_overrides))}" if inference_overrides else ""))
     manifest = syn / "manifest.json"
     complete = manifest.is_file() and len(json.loads(manifest.read_text()).get("files", [])) == n_samples
     if not complete:
@@ -650,11 +651,12 @@ def _generate(run_bundle: Callable, bundle: str, datalist: Path, n_samples: int,
                                               "synthetic_dir": str(syn), "num_samples": int(n_samples),
                                               "overwrite": syn.exists(), **dict(inference_overrides)},
                    workflow_type="infer")
+    return syn
 
 
-def copy_paste_set(subset: Sequence[dict], n_samples: int, out: Path, seed: int = 0) -> list[dict]:
-    """``n_samples`` real training slices of ``subset`` with real lesions of ``subset`` pasted in (the non-GAN
-    baseline), written as NIfTI image + label files with their boxes; reused when complete."""
+def copy_paste_set(subset: Sequence[dict], n_samples: int, out: Path, seed: int = 0, num_lesions: int = 1) -> list[dict]:
+    """``n_samples`` real training slices of ``subset`` with ``num_lesions`` real lesions of ``subset`` pasted into
+    each (the non-GAN baseline), written as NIfTI image + label files with their boxes; reused when complete."""
     import nibabel as nib
     from monai.transforms import LoadImaged
 
@@ -676,7 +678,8 @@ def copy_paste_set(subset: Sequence[dict], n_samples: int, out: Path, seed: int 
                        "box_labels": np.asarray(item.get("box_labels", [0] * len(item.get("boxes", []))), int),
                        "class": int(item.get("class", 0)), "source": item})
     bank = LesionBank([{k: d[k] for k in ("image", "label", "boxes", "box_labels")} for d in loaded])
-    paste = RandLesionCopyPasted(bank, prob=1.0, foreground_key="tissue" if "tissue" in keys else None)
+    paste = RandLesionCopyPasted(bank, prob=1.0, num_lesions=int(num_lesions),
+                                 foreground_key="tissue" if "tissue" in keys else None)
     paste.set_random_state(seed=seed)
     pick = np.random.default_rng([seed, 3]).integers(0, len(loaded), n_samples)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -721,6 +724,7 @@ def run_benefit(
     task_settings: Mapping[str, Any] | None = None,
     copy_paste: bool = True,
     mixed_ratios: Sequence[float] = (),
+    lesions_per_image: int = 1,
     subset_seed: int = 0,
     n_boot: int = 2000,
     quick: bool = False,
@@ -756,6 +760,14 @@ def run_benefit(
         raise BenefitError(f"{source}: the test split is empty; the benefit is measured on real test patients.")
     subsets = nested_patient_subsets(splits["training"], fractions, subset_seed)  # checks the fractions
     inf_over = dict(inference_overrides or {})  # the generator's settings come from its settings.json
+    lesions_per_image = int(lesions_per_image)
+    if lesions_per_image != 1:  # as many lesions in every added image, GAN or copy-paste
+        from monai_gan_aug.engines.bundles import read_bundle_config
+
+        if lesions_per_image < 1 or "num_lesions" not in read_bundle_config(bundle, "inference.json"):
+            raise BenefitError(f"lesions_per_image must be >= 1 and the bundle's inference must take 'num_lesions' "
+                               f"(lesion_inpaint does); got {lesions_per_image} for {bundle!r}.")
+        inf_over["num_lesions"] = lesions_per_image
     out = Path(out_dir).expanduser().absolute()
     copy_paste = bool(copy_paste) and t.name != "classification"  # copy-paste pastes lesions with their masks
     mixed_ratios = [float(r) for r in mixed_ratios]
@@ -763,7 +775,8 @@ def run_benefit(
     config = {"bundle": bundle, "task": task, "dataset": source, "fractions": sorted(subsets), "seeds": seeds,
               "ratios": ratios, "generator_overrides": gen_over, "inference_overrides": inf_over,
               "task_settings": t.settings, "subset_seed": subset_seed, "copy_paste": copy_paste,
-              **({"mixed_ratios": mixed_ratios} if mixed_ratios else {})}
+              **({"mixed_ratios": mixed_ratios} if mixed_ratios else {}),
+              **({"lesions_per_image": lesions_per_image} if lesions_per_image != 1 else {})}
     t0 = time.perf_counter()
     t.prepare(splits)
     test_digest = content_digest(splits["test"])
@@ -786,8 +799,10 @@ def run_benefit(
             timings["generators_s"] += time.perf_counter() - t1
         if copy_paste:
             t1 = time.perf_counter()
-            key = _digest({"subset": sorted(_file_set(subset)), "n": n_syn, "seed": subset_seed})
-            added_sets["copy_paste"] = copy_paste_set(subset, n_syn, out / "copy_paste" / f"{_pct(f)}_{key}", subset_seed)
+            key = _digest({"subset": sorted(_file_set(subset)), "n": n_syn, "seed": subset_seed,
+                           **({"lesions": lesions_per_image} if lesions_per_image != 1 else {})})
+            added_sets["copy_paste"] = copy_paste_set(subset, n_syn, out / "copy_paste" / f"{_pct(f)}_{key}", subset_seed,
+                                                      lesions_per_image)
             timings["copy_paste_s"] += time.perf_counter() - t1
         for arm in arms:
             row.runs[arm.name] = {}

@@ -342,3 +342,27 @@ def test_content_digest_ignores_provenance(tmp_path):
     b = {**a, "config_hash": "y", "checkpoint": "/c/d.pt"}
     assert B.content_digest([a]) == B.content_digest([b])
     assert B.content_digest([a]) != B.content_digest([{**a, "boxes": [[1, 2, 3, 5]]}])
+
+
+def test_lesions_per_image_in_both_added_sets(demo, tmp_path, monkeypatch):
+    """--lesions_per_image K: every copy-paste image gets K pasted lesions (one box each), the GAN's inference gets
+    num_lesions K in a folder of its own (a set made with other inference settings is never reused), and a bundle
+    whose inference takes no num_lesions is refused before anything runs."""
+    splits = B.load_splits(demo)
+    subset = [i for i in splits["training"] if i.get("boxes")][:3]
+    one = B.copy_paste_set(subset, 3, tmp_path / "cp1", seed=0)
+    two = B.copy_paste_set(subset, 3, tmp_path / "cp2", seed=0, num_lesions=2)
+    src = {i["image"]: len(i["boxes"]) for i in subset}
+    assert [len(i["boxes"]) - src[i["pasted_into"]] for i in one] == [1, 1, 1]
+    assert [len(i["boxes"]) - src[i["pasted_into"]] for i in two] == [2, 2, 2]
+    calls = []
+
+    def fake_run(bundle, config, overrides, **kwargs):
+        calls.append((config, dict(overrides)))
+
+    for inf, name in (({}, "synthetic_4"), ({"num_lesions": 2}, f"synthetic_4_{B._digest({'num_lesions': 2})}")):
+        assert B._generate(fake_run, "lesion_inpaint", tmp_path / "d.json", 4, tmp_path, {}, inf, 0).name == name
+    assert calls[-1][0] == "inference.json" and calls[-1][1]["num_lesions"] == 2
+    monkeypatch.setattr(B, "train_and_generate", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(B.BenefitError, match="num_lesions"):
+        B.run_benefit("pix2pix", "segmentation", demo, tmp_path / "out", lesions_per_image=2, quick=True)
