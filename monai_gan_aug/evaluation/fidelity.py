@@ -389,10 +389,11 @@ def evaluate_box_fidelity(
     Returns:
         ``{"generated": {...}, "real": {...} or None, "config": ..., "created": ...}``.
     """
-    from monai.networks.utils import eval_mode
+    from ignite.engine import Events
     from torch.utils.data import DataLoader
 
     from monai_gan_aug.data import gan_collate
+    from monai_gan_aug.engines.generation import GanGenerationEvaluator
     from monai_gan_aug.transforms.conditions import BoxConditionDataset
 
     if sampler is None:
@@ -402,12 +403,11 @@ def evaluate_box_fidelity(
         BoxConditionDataset(num_samples, sampler, seed), batch_size=batch_size, shuffle=False, collate_fn=gan_collate
     )
     metric = BoxFidelity(detector=detector, shuffle=shuffle, seed=seed)
-    generator = generator.to(device)
-    with eval_mode(generator):
-        for batch in loader:
-            seeds = [int(s) for s in batch["seed"]]
-            out = objective.generate({objective.generator_name: generator}, len(seeds), batch=batch, seeds=seeds, device=device)
-            metric(out["image"].float(), out["boxes"])
+    # the package's one generation loop (eval mode, no gradients, seeds per sample), with the metric fed per batch
+    evaluator = GanGenerationEvaluator(device, loader, generator, objective)
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED,
+                                lambda e: metric(e.state.output["image"].float(), e.state.output["boxes"]))
+    evaluator.run()
     report: dict[str, Any] = {"generated": metric.aggregate(), "real": None, "shuffle": shuffle}
     if real_data is not None:
         ref = BoxFidelity(detector=detector, shuffle=shuffle, seed=seed)
