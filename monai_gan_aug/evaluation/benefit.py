@@ -916,6 +916,16 @@ def _ci_text(ci: Mapping[str, Any], digits: int) -> str:
     return f"{ci['difference']:+.{digits}f} [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
 
 
+def _arm_styles(names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A distinct colour per arm (20 before any repeats, where matplotlib's default cycle repeats after 10) and a solid
+    line for the arms with classic augmentation, dashed without."""
+    import matplotlib.pyplot as plt
+
+    colors = plt.get_cmap("tab20").colors
+    return {n: {"color": colors[(2 * i) % 20 + (i // 10) % 2], "linestyle": "-" if n.endswith("classic") else "--"}
+            for i, n in enumerate(names)}
+
+
 def _plot(report: Mapping[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -925,13 +935,14 @@ def _plot(report: Mapping[str, Any], path: Path) -> None:
     prim = report["primary"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     x = [row["n_real"] for row in report["rows"]]
+    styles = _arm_styles([a["name"] for a in report["arms"]])
     for arm in report["arms"]:
         name = arm["name"]
         y = [row["arms"][name][prim]["mean"] for row in report["rows"]]
         lo = [row["arms"][name][prim]["band"][0] for row in report["rows"]]
         hi = [row["arms"][name][prim]["band"][1] for row in report["rows"]]
-        (line,) = ax.plot(x, y, marker="o", label=name)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+        ax.plot(x, y, marker="o", label=name, **styles[name])
+        ax.fill_between(x, lo, hi, color=styles[name]["color"], alpha=0.15)
     title = next(m["title"] for m in report["metrics"] if m["key"] == prim)
     ax.set_xlabel("real training images")
     ax.set_ylabel(title)
@@ -950,12 +961,13 @@ def _plot_curves(report: Mapping[str, Any], path: Path, key: str = "froc@0.25") 
     import matplotlib.pyplot as plt
 
     rows = report["rows"]
+    styles = _arm_styles([a["name"] for a in report["arms"]])
     fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows), 4.0), squeeze=False)
     for ax, row in zip(axes[0], rows):
         for name, entry in row["arms"].items():
             c = entry.get("curves", {}).get(key)
             if c:
-                ax.plot(c["fps_per_slice"], c["sensitivity"], marker=".", label=name)
+                ax.plot(c["fps_per_slice"], c["sensitivity"], marker=".", label=name, **styles.get(name, {}))
         ax.set_xscale("log", base=2)
         ax.set_xlabel("false positives per slice")
         ax.set_ylabel(f"sensitivity ({key.replace('froc@', 'IoU ')})")
