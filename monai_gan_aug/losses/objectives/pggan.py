@@ -94,14 +94,12 @@ class PGGANBoxObjective(GanObjective):
         """``(stage, alpha)`` of the generator, and the images and box maps of this iteration (the first
         ``schedule.batch_sizes[resolution]`` of the batch)."""
         stage, alpha = ctx.nets["generator"].growth
-        image, cond = ctx.batch[GanKeys.IMAGE], ctx.batch.get(GanKeys.COND)
+        image, cond = self.require(ctx.batch, (GanKeys.IMAGE, GanKeys.COND), "the box map 'cond' comes from "
+                                   "monai_gan_aug.transforms.BoxesToConditionMapd(keys='boxes') in the dataset's transforms.")
         full = (self.max_resolution,) * self.spatial_dims
         if tuple(image.shape[2:]) != full:
             raise ValueError(f"PGGANBoxObjective: training images must be {full} (max_resolution), got "
                              f"{tuple(image.shape[2:])}; set the preprocessing's size and max_resolution alike.")
-        if not isinstance(cond, torch.Tensor):
-            raise ValueError("PGGANBoxObjective needs the box map 'cond' in every training batch: add "
-                             "monai_gan_aug.transforms.BoxesToConditionMapd(keys='boxes') to the dataset's transforms.")
         n = min(self.schedule.batch_sizes[self.schedule.all_resolutions[stage]], image.shape[0])
         return stage, alpha, image[:n], cond[:n]
 
