@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ADVERSARIAL_MODES", "check_modes", "d_adversarial_loss", "g_adversarial_loss", "gradient_penalty", "hinge_margin_loss", "masked_mean", "mismatch_hinge", "r1_penalty"]
+__all__ = ["ADVERSARIAL_MODES", "check_modes", "check_weights", "d_adversarial_loss", "g_adversarial_loss", "gradient_penalty", "hinge_margin_loss", "masked_mean", "mismatch_hinge", "r1_penalty"]
 
 ADVERSARIAL_MODES = ("vanilla", "lsgan", "hinge", "wgan")
 
@@ -32,6 +32,13 @@ def check_modes(owner: str, allowed: Sequence[str] = ADVERSARIAL_MODES, **modes:
     bad = {name: mode for name, mode in modes.items() if mode not in allowed}
     if bad:
         raise ValueError(f"{owner}: {' and '.join(bad)} must be one of {tuple(allowed)}, got {bad}.")
+
+
+def check_weights(owner: str, **weights: float) -> None:
+    """Raise a ``ValueError`` naming ``owner`` and each loss weight (argument name -> value) that is negative."""
+    bad = {name: w for name, w in weights.items() if w < 0}
+    if bad:
+        raise ValueError(f"{owner}: {' and '.join(bad)} must be >= 0, got {bad}.")
 
 
 def d_adversarial_loss(

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from monai_gan_aug.losses.adversarial import check_modes, d_adversarial_loss, g_adversarial_loss
+from monai_gan_aug.losses.adversarial import check_modes, check_weights, d_adversarial_loss, g_adversarial_loss
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, label_from_batch
 from monai_gan_aug.utils.enums import GanKeys
 from monai_gan_aug.utils.image_pool import ImagePool
@@ -63,8 +63,7 @@ class CycleGANObjective(GanObjective):
         label_key: str | None = GanKeys.LABEL,
     ) -> None:
         check_modes("CycleGANObjective", ("lsgan", "vanilla", "hinge"), mode=mode)
-        if lambda_cycle < 0 or lambda_identity < 0:
-            raise ValueError(f"lambda_cycle and lambda_identity must be >= 0, got {lambda_cycle}, {lambda_identity}.")
+        check_weights("CycleGANObjective", lambda_cycle=lambda_cycle, lambda_identity=lambda_identity)
         if direction not in ("ab", "ba"):
             raise ValueError(f"CycleGANObjective: direction must be 'ab' or 'ba', got {direction!r}.")
         if key_a == key_b:

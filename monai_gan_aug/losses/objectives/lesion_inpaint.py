@@ -24,6 +24,7 @@ import torch
 
 from monai_gan_aug.losses.adversarial import (
     check_modes,
+    check_weights,
     d_adversarial_loss,
     g_adversarial_loss,
     gradient_penalty,
@@ -59,8 +60,6 @@ class LesionInpaintObjective(GanObjective):
         diff_threshold: see ``label_mode``.
     """
 
-    generator_name = "generator"
-
     def __init__(
         self, patch_size: int, box_crop_size: int | None = None, context_mode: str = "lsgan", box_mode: str = "wgan",
         lambda_gp: float = 10.0, drift: float = 0.001, n_critic: int = 1, lambda_adv_context: float = 1.0,
@@ -69,9 +68,10 @@ class LesionInpaintObjective(GanObjective):
     ) -> None:
         name = type(self).__name__
         check_modes(name, context_mode=context_mode, box_mode=box_mode)
-        weights = (lambda_gp, drift, lambda_adv_context, lambda_adv_box, lambda_l1_box, lambda_l1_context)
-        if min(weights) < 0 or n_critic < 1:
-            raise ValueError(f"{name}: loss weights must be >= 0 and n_critic >= 1, got {weights}, {n_critic}.")
+        check_weights(name, lambda_gp=lambda_gp, drift=drift, lambda_adv_context=lambda_adv_context,
+                      lambda_adv_box=lambda_adv_box, lambda_l1_box=lambda_l1_box, lambda_l1_context=lambda_l1_context)
+        if n_critic < 1:
+            raise ValueError(f"{name}: n_critic must be >= 1, got {n_critic}.")
         if label_mode not in ("box", "difference"):
             raise ValueError(f"{name}: label_mode must be 'box' or 'difference', got {label_mode!r}.")
         self.patch_size, self.box_crop_size = int(patch_size), int(box_crop_size or max(int(patch_size) // 2, 1))

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from monai_gan_aug.losses.adversarial import gradient_penalty, mismatch_hinge
+from monai_gan_aug.losses.adversarial import check_weights, gradient_penalty, mismatch_hinge
 from monai_gan_aug.losses.objectives.base import GanObjective, Phase, PhaseContext, _latents_from_seeds, seeds_for
 from monai_gan_aug.networks.blocks.diffaugment import parse_policy
 from monai_gan_aug.networks.blocks.progressive import nearest_upsample
@@ -54,8 +54,6 @@ class PGGANBoxObjective(GanObjective):
             critic's augmented input; the generator's condition input is never augmented.
     """
 
-    generator_name = "generator"
-
     def __init__(
         self, latent_size: int = 512, max_resolution: int = 256, spatial_dims: int = 2,
         images_per_phase: int | Mapping = 600_000, batch_size: int = 16, batch_sizes: Mapping | None = None,
@@ -67,9 +65,8 @@ class PGGANBoxObjective(GanObjective):
             raise ValueError(f"latent_size and n_critic must be >= 1, got {latent_size}, {n_critic}.")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
-        if min(lambda_gp, drift, mismatch_weight, mismatch_margin) < 0:
-            raise ValueError(f"lambda_gp, drift, mismatch_weight and mismatch_margin must be >= 0, got {lambda_gp}, "
-                             f"{drift}, {mismatch_weight}, {mismatch_margin}.")
+        check_weights("PGGANBoxObjective", lambda_gp=lambda_gp, drift=drift, mismatch_weight=mismatch_weight,
+                      mismatch_margin=mismatch_margin)
         self.latent_size, self.spatial_dims = int(latent_size), int(spatial_dims)
         self.schedule = ProgressiveSchedule(max_resolution, images_per_phase, batch_sizes, batch_size, start_resolution,
                                             fade_images)
@@ -120,8 +117,7 @@ class PGGANBoxObjective(GanObjective):
             fakes = g(self.sample_latents(n, ctx.device), cond, stage, alpha)
         mismatch_on = self.mismatch_weight > 0 and n > 1
         wrong = cond.roll(1, dims=0) if mismatch_on else None
-        # one draw for the reals with their own and the rolled maps, an independent one for the fakes (identity
-        # without diffaugment)
+        # one draw for the reals with their own and the rolled maps, an independent one for the fakes
         (real_in,), (real_cond, *wrong_cond) = self.critic_inputs([reals], cond, *([wrong] if mismatch_on else []))
         (fake_in,), (fake_cond,) = self.critic_inputs([fakes], cond)
         real_scores = d(real_in, real_cond, stage, alpha).float()

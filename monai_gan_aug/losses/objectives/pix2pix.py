@@ -69,7 +69,6 @@ class Pix2PixObjective(GanObjective):
             ``EncodeConditiond`` has its own ``check``).
     """
 
-    generator_name = "generator"
     seeded = False  # generate: a deterministic function of the condition in eval mode
 
     def __init__(
