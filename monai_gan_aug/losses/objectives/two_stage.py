@@ -106,6 +106,9 @@ class TwoStageObjective(GanObjective):
         mask_generator_name: key of the mask generator in ``nets``.
     """
 
+    #: generation only: it chains two trained families' generators and has no training phases of its own
+    generation_only = True
+
     generator_name = "generator"
 
     def __init__(
