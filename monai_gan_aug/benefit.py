@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ratios (among --ratios) with a mixed arm: GAN x r/2 + copy-paste x r/2, against copy-paste x r")
     p.add_argument("--lesions_per_image", type=int, default=1,
                    help="lesions added to each GAN and copy-paste image (bundles whose inference takes num_lesions)")
+    p.add_argument("--no_repeat", action="store_true",
+                   help="leave out the same-steps control (real + repeat x r + classic: the real images again)")
     p.add_argument("--n_boot", type=int, default=2000, help="bootstrap replicates")
     p.add_argument("--quick", action="store_true", help="tiny generator and downstream settings (a smoke run)")
     return p
@@ -52,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.bundle, args.task, args.dataset_dir, args.out, fractions=args.fractions, seeds=args.seeds,
             ratios=args.ratios, generator_overrides=args.generator, inference_overrides=args.inference,
             task_settings=args.task_settings, copy_paste=not args.no_copy_paste, mixed_ratios=args.mixed_ratios,
-            lesions_per_image=args.lesions_per_image,
+            lesions_per_image=args.lesions_per_image, repeat=not args.no_repeat,
             n_boot=args.n_boot, quick=args.quick,
         ),
         BenefitError, benefit_markdown, f"Report: {args.out}/benefit_{args.task}.md, .json, .png",

@@ -14,6 +14,11 @@ Protocol (:func:`run_benefit`):
   elastic); real + copy-paste of the subset's real lesions into its other slices (the non-GAN synthetic baseline,
   :class:`~monai_gan_aug.transforms.copy_paste.RandLesionCopyPasted`) and real + GAN, each at every ratio, with and
   without classic augmentation. Added sets hold ``round(ratio * n_real_images)`` images.
+* **Same-steps control**: the downstream recipes train for a number of *epochs*, so an arm with added images also
+  takes more optimizer steps than real + classic. Real + repeat x r + classic adds the subset's own real images again
+  (``round(ratio * n_real)`` of them, cycled), so it trains on as many images, and takes as many steps, as the arms
+  with r x added images, without any new content; every classic-augmented copy-paste, GAN or mixed arm is also
+  compared with it (``vs_repeat``). A gain over real + classic that this arm also shows is a gain of training longer.
 * **Paired design**: every arm of a size uses the same seeds; with a seed the network initialisation is the same and
   the real images come in the same order (:class:`~monai_gan_aug.data.samplers.PairedOrderSampler`).
 * **Report**: per arm mean ± sd over seeds and a 95 % bootstrap band; against real + classic augmentation, the
@@ -66,6 +71,8 @@ __all__ = [
     "make_arms",
     "added_items",
     "MIXED",
+    "REPEAT",
+    "repeat_twin",
     "run_benefit",
     "benefit_markdown",
 ]
@@ -75,6 +82,8 @@ logger = logging.getLogger(__name__)
 BASELINE = "real+classic"
 #: the ``added`` of a mixed arm: half GAN, half copy-paste images
 MIXED = "gan+copy_paste"
+#: the ``added`` of the same-steps control: the subset's own real images again
+REPEAT = "repeat"
 
 
 class BenefitError(ValueError):
@@ -87,7 +96,7 @@ class Arm:
     """One arm of a row: what is added to the real subset, and whether classic augmentation is on."""
 
     name: str
-    added: str | None = None  # None, "copy_paste", "gan" or MIXED
+    added: str | None = None  # None, "copy_paste", "gan", MIXED or REPEAT
     ratio: float = 0.0
     classic: bool = False
 
@@ -103,14 +112,18 @@ class Metric:
     higher_is_better: bool = True
 
 
-def make_arms(ratios: Sequence[float], copy_paste: bool = True, mixed_ratios: Sequence[float] = ()) -> list[Arm]:
-    """The arms of every row: real, real + classic, then at each ratio r (real + copy-paste x r) and real + GAN x r,
-    each with and without classic augmentation. Copy-paste adds as many images as the GAN arm it is compared with:
-    a GAN arm never wins by quantity alone.
+def make_arms(ratios: Sequence[float], copy_paste: bool = True, mixed_ratios: Sequence[float] = (),
+              repeat: bool = True) -> list[Arm]:
+    """The arms of every row: real, real + classic, (with ``repeat``) real + repeat x r + classic at each ratio r (the
+    same-steps control: the real images again), then at each ratio r (real + copy-paste x r) and real + GAN x r, each
+    with and without classic augmentation. Copy-paste adds as many images as the GAN arm it is compared with: a GAN
+    arm never wins by quantity alone.
 
     At each of ``mixed_ratios`` (each must be one of ``ratios`` and needs copy-paste) a mixed arm adds GAN x r/2 and
     copy-paste x r/2: does the GAN add something to copy-paste, against copy-paste x r (the same number of images)?"""
     arms = [Arm("real"), Arm(BASELINE, classic=True)]
+    if repeat:
+        arms += [Arm(f"real+{REPEAT} x{float(r):g}+classic", REPEAT, float(r), True) for r in ratios]
     kinds = [(k, ratios) for k in (("copy_paste", "gan") if copy_paste else ("gan",))]
     if mixed_ratios:
         if not copy_paste:
@@ -136,13 +149,25 @@ def copy_paste_twin(arm: Arm, arms: Sequence[Arm]) -> Arm | None:
                 None)
 
 
+def repeat_twin(arm: Arm, arms: Sequence[Arm]) -> Arm | None:
+    """The same-steps control a classic-augmented arm with added images is compared with (real + repeat of the same
+    ratio), or None."""
+    if arm.added in (None, REPEAT) or not arm.classic:
+        return None
+    return next((a for a in arms if a.added == REPEAT and a.ratio == arm.ratio), None)
+
+
 def added_items(arm: Arm, pools: Mapping[str, Sequence[dict]], n_real: int) -> list[dict]:
-    """The synthetic items ``arm`` adds to ``n_real`` real images: the first ``round(ratio * n_real)`` of its pool,
-    so the sets of a source are nested across ratios (x1 is part of x2) and a run stays the same when a larger ratio
-    enlarges the pool. A mixed arm takes half from the GAN pool and half from the copy-paste pool."""
+    """The items ``arm`` adds to ``n_real`` real images: the first ``round(ratio * n_real)`` of its pool, so the sets
+    of a source are nested across ratios (x1 is part of x2) and a run stays the same when a larger ratio enlarges the
+    pool. A mixed arm takes half from the GAN pool and half from the copy-paste pool; the repeat arm cycles through
+    its pool, the real subset."""
     if not arm.added:
         return []
     n_add = int(round(arm.ratio * n_real))
+    if arm.added == REPEAT:
+        pool = pools[REPEAT]
+        return [pool[k % len(pool)] for k in range(n_add)]
     if arm.added == MIXED:
         n_gan = n_add // 2
         return list(pools["gan"][:n_gan]) + list(pools["copy_paste"][:n_add - n_gan])
@@ -725,6 +750,7 @@ def run_benefit(
     copy_paste: bool = True,
     mixed_ratios: Sequence[float] = (),
     lesions_per_image: int = 1,
+    repeat: bool = True,
     subset_seed: int = 0,
     n_boot: int = 2000,
     quick: bool = False,
@@ -771,12 +797,13 @@ def run_benefit(
     out = Path(out_dir).expanduser().absolute()
     copy_paste = bool(copy_paste) and t.name != "classification"  # copy-paste pastes lesions with their masks
     mixed_ratios = [float(r) for r in mixed_ratios]
-    arms = make_arms(ratios, copy_paste, mixed_ratios)
+    arms = make_arms(ratios, copy_paste, mixed_ratios, repeat)
     config = {"bundle": bundle, "task": task, "dataset": source, "fractions": sorted(subsets), "seeds": seeds,
               "ratios": ratios, "generator_overrides": gen_over, "inference_overrides": inf_over,
               "task_settings": t.settings, "subset_seed": subset_seed, "copy_paste": copy_paste,
               **({"mixed_ratios": mixed_ratios} if mixed_ratios else {}),
-              **({"lesions_per_image": lesions_per_image} if lesions_per_image != 1 else {})}
+              **({"lesions_per_image": lesions_per_image} if lesions_per_image != 1 else {}),
+              **({"repeat": False} if not repeat else {})}
     t0 = time.perf_counter()
     t.prepare(splits)
     test_digest = content_digest(splits["test"])
@@ -788,7 +815,7 @@ def run_benefit(
         row = _Row(f, len({patient_of(i) for i in subset}), len(subset))
         n_syn = max(1, int(round(max(ratios) * len(subset))))
         real_digest = content_digest(subset)
-        added_sets: dict[str, list[dict]] = {}
+        added_sets: dict[str, list[dict]] = {REPEAT: list(subset)}
         if any(a.added in ("gan", MIXED) for a in arms):
             key = _digest({"bundle": bundle, "subset": sorted(_file_set(subset)), "overrides": gen_over,
                            "seed": subset_seed, "subset_content": real_digest,
@@ -857,6 +884,10 @@ def _report(t: BenefitTask, rows: Sequence[_Row], arms: Sequence[Arm], config: M
                 if cheap is not None:  # the GAN against the cheap synthetic alternative, same classic setting
                     ci = paired_bootstrap(s, scores[m.key][cheap.name], n_boot=n_boot)
                     entry[m.key]["vs_copy_paste"] = {**ci, "arm": cheap.name, "verdict": verdict(ci, m.higher_is_better)}
+                same_steps = repeat_twin(a, arms)
+                if same_steps is not None:  # as many training images, and steps, all real
+                    ci = paired_bootstrap(s, scores[m.key][same_steps.name], n_boot=n_boot)
+                    entry[m.key]["vs_repeat"] = {**ci, "arm": same_steps.name, "verdict": verdict(ci, m.higher_is_better)}
             per_run = [t.run_metrics(row.runs[a.name][seed]) for seed in row.runs[a.name]]
             for key in per_run[0] if per_run else []:
                 values = np.asarray([r[key] for r in per_run], float)
@@ -885,8 +916,10 @@ def benefit_markdown(report: Mapping[str, Any], digits: int = 3) -> str:
     metrics = list(metrics) + [{"key": k, "title": titles.get(k.split("@")[0], k.split("@")[0]) + k[len(k.split("@")[0]):]}
                                for k in extra]
     cp = any("vs_copy_paste" in e[prim] for row in report["rows"] for e in row["arms"].values())
+    rp = any("vs_repeat" in e[prim] for row in report["rows"] for e in row["arms"].values())
     head = ["Real data", "Arm"] + [m["title"] for m in metrics] + [f"Δ {prim} vs {report['baseline']} (95 % CI)", "Verdict"]
     head += [f"Δ {prim} vs copy-paste (95 % CI)", "Verdict vs copy-paste"] if cp else []
+    head += [f"Δ {prim} vs real+repeat, same steps (95 % CI)", "Verdict vs repeat"] if rp else []
     lines = [f"# {report['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = f"{{:.{digits}f}}"
     for row in report["rows"]:
@@ -903,6 +936,9 @@ def benefit_markdown(report: Mapping[str, Any], digits: int = 3) -> str:
             if cp:
                 vc = entry[prim].get("vs_copy_paste")
                 cells += [_ci_text(vc, digits), vc["verdict"]] if vc else ["", ""]
+            if rp:
+                vr = entry[prim].get("vs_repeat")
+                cells += [_ci_text(vr, digits), vr["verdict"]] if vr else ["", ""]
             lines.append("| " + " | ".join(cells) + " |")
     cfg = report["config"]
     lines += ["", f"Seeds {cfg['seeds']}; mean ± sd over seeds; intervals: paired percentile bootstrap over seeds and "

@@ -151,10 +151,10 @@ def test_quick_run_end_to_end(demo, tmp_path, monkeypatch):
     by_key: dict = {}
     for seed, n_real, init, first_real in seen:
         by_key.setdefault((seed, n_real), set()).add((init, tuple(first_real)))
-    assert len(seen) == 2 * 6 * 2 and all(len(v) == 1 for v in by_key.values())
+    assert len(seen) == 2 * 7 * 2 and all(len(v) == 1 for v in by_key.values())
     arms = [a["name"] for a in report["arms"]]
-    assert arms == ["real", "real+classic", "real+copy_paste x1", "real+copy_paste x1+classic", "real+gan x1",
-                    "real+gan x1+classic"]
+    assert arms == ["real", "real+classic", "real+repeat x1+classic", "real+copy_paste x1", "real+copy_paste x1+classic",
+                    "real+gan x1", "real+gan x1+classic"]
     for row in report["rows"]:
         for name, entry in row["arms"].items():
             assert np.isfinite(entry["dice_all"]["mean"])
@@ -166,10 +166,15 @@ def test_quick_run_end_to_end(demo, tmp_path, monkeypatch):
                 assert entry["dice"]["vs_copy_paste"]["verdict"] in ("helps", "hurts", "cannot tell")
             else:
                 assert "vs_copy_paste" not in entry["dice"]
+            if name in ("real+copy_paste x1+classic", "real+gan x1+classic"):  # against the same-steps control
+                assert entry["dice"]["vs_repeat"]["arm"] == "real+repeat x1+classic"
+            else:
+                assert "vs_repeat" not in entry["dice"]
     for ext in ("json", "md", "png"):
         assert (out / f"benefit_segmentation.{ext}").is_file()
     assert "Verdict" in (out / "benefit_segmentation.md").read_text()
     assert "vs copy-paste" in (out / "benefit_segmentation.md").read_text()
+    assert "vs real+repeat, same steps" in (out / "benefit_segmentation.md").read_text()
     # resume: nothing is trained again
     seen.clear()
     again = B.run_benefit("pix2pix", "segmentation", demo, out, fractions=[0.5, 1.0], seeds=[0, 1], quick=True,
@@ -265,7 +270,9 @@ def test_quick_classification_run(demo, tmp_path):
     accuracy per patient with a verdict, AUC per run."""
     report = B.run_benefit("pggan_bbox", "classification", demo, tmp_path / "cls", fractions=[1.0], seeds=[0, 1],
                            quick=True, n_boot=100, progress=False)
-    assert [a["name"] for a in report["arms"]] == ["real", "real+classic", "real+gan x1", "real+gan x1+classic"]
+    assert [a["name"] for a in report["arms"]] == ["real", "real+classic", "real+repeat x1+classic", "real+gan x1",
+                                                   "real+gan x1+classic"]
+    assert report["rows"][0]["arms"]["real+gan x1+classic"]["accuracy"]["vs_repeat"]["arm"] == "real+repeat x1+classic"
     entry = report["rows"][0]["arms"]["real+gan x1"]
     assert 0.0 <= entry["accuracy"]["mean"] <= 1.0 and "auc" in entry
     assert entry["accuracy"]["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")
@@ -285,7 +292,7 @@ def test_detection_run_metrics_on_known_answers():
 
 
 def test_copy_paste_arms_match_every_gan_ratio():
-    arms = B.make_arms([1.0, 2.0])
+    arms = B.make_arms([1.0, 2.0], repeat=False)
     names = [a.name for a in arms]
     assert names == ["real", "real+classic", "real+copy_paste x1", "real+copy_paste x1+classic", "real+copy_paste x2",
                      "real+copy_paste x2+classic", "real+gan x1", "real+gan x1+classic", "real+gan x2",
@@ -296,8 +303,27 @@ def test_copy_paste_arms_match_every_gan_ratio():
             assert twin is None
         else:  # the same quantity of added images and the same classic setting
             assert (twin.added, twin.ratio, twin.classic) == ("copy_paste", a.ratio, a.classic)
-    assert [a.name for a in B.make_arms([2.0], copy_paste=False)] == ["real", "real+classic", "real+gan x2",
-                                                                       "real+gan x2+classic"]
+    assert [a.name for a in B.make_arms([2.0], copy_paste=False)] == ["real", "real+classic", "real+repeat x2+classic",
+                                                                       "real+gan x2", "real+gan x2+classic"]
+
+
+def test_repeat_arm_is_the_same_steps_control():
+    """real + repeat x r + classic adds the subset's real images again (as many images as the other arms of ratio r,
+    cycled), and every classic-augmented arm with added images is compared with the one of its ratio."""
+    arms = B.make_arms([1.0, 2.5], mixed_ratios=[1.0])
+    repeats = [a for a in arms if a.added == B.REPEAT]
+    assert [a.name for a in repeats] == ["real+repeat x1+classic", "real+repeat x2.5+classic"]
+    assert all(a.classic for a in repeats)
+    for a in arms:
+        twin = B.repeat_twin(a, arms)
+        if a.added in ("gan", "copy_paste", B.MIXED) and a.classic:
+            assert (twin.added, twin.ratio) == (B.REPEAT, a.ratio)
+        else:
+            assert twin is None
+    subset = [{"image": f"r{k}"} for k in range(4)]
+    x25 = B.added_items(repeats[1], {B.REPEAT: subset}, len(subset))
+    assert [i["image"] for i in x25] == ["r0", "r1", "r2", "r3", "r0", "r1", "r2", "r3", "r0", "r1"]  # round(2.5 * 4)
+    assert not any(a.added == B.REPEAT for a in B.make_arms([1.0], repeat=False))
 
 
 def test_generator_key_follows_the_training_configs_not_the_metadata(tmp_path):
