@@ -109,8 +109,6 @@ class TwoStageObjective(GanObjective):
     #: generation only: it chains two trained families' generators and has no training phases of its own
     generation_only = True
 
-    generator_name = "generator"
-
     def __init__(
         self,
         image_objective: Pix2PixObjective,
