@@ -7,7 +7,8 @@ Example (the demo dataset, Pix2Pix pairs for a U-Net)::
     python -m monai_gan_aug.benefit --bundle pix2pix --task segmentation --out runs/benefit \\
         --generator '{"max_iterations": 2000}' --task_settings '{"epochs": 30}'
 
-``--quick`` runs tiny sizes (seconds per run) to check a set-up.
+``--quick`` runs tiny sizes (seconds per run) to check a set-up. ``--task_settings '{"steps": 600}'`` gives every arm
+the same optimizer steps (choose them on the validation split: ``experiments/benefit_steps.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lesions added to each GAN and copy-paste image (bundles whose inference takes num_lesions)")
     p.add_argument("--no_repeat", action="store_true",
                    help="leave out the same-steps control (real + repeat x r + classic: the real images again)")
+    p.add_argument("--arms", nargs="+", default=None,
+                   help="run only these arms (names as in the table, e.g. 'real+gan x1+classic'); real+classic always runs")
     p.add_argument("--n_boot", type=int, default=2000, help="bootstrap replicates")
     p.add_argument("--quick", action="store_true", help="tiny generator and downstream settings (a smoke run)")
     return p
@@ -54,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.bundle, args.task, args.dataset_dir, args.out, fractions=args.fractions, seeds=args.seeds,
             ratios=args.ratios, generator_overrides=args.generator, inference_overrides=args.inference,
             task_settings=args.task_settings, copy_paste=not args.no_copy_paste, mixed_ratios=args.mixed_ratios,
-            lesions_per_image=args.lesions_per_image, repeat=not args.no_repeat,
+            lesions_per_image=args.lesions_per_image, repeat=not args.no_repeat, arms=args.arms,
             n_boot=args.n_boot, quick=args.quick,
         ),
         BenefitError, benefit_markdown, f"Report: {args.out}/benefit_{args.task}.md, .json, .png",

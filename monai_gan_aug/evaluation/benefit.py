@@ -19,6 +19,11 @@ Protocol (:func:`run_benefit`):
   (``round(ratio * n_real)`` of them, cycled), so it trains on as many images, and takes as many steps, as the arms
   with r x added images, without any new content; every classic-augmented copy-paste, GAN or mixed arm is also
   compared with it (``vs_repeat``). A gain over real + classic that this arm also shows is a gain of training longer.
+* **Same steps for every arm** (``task_settings={"steps": N}``): each run takes ``N`` optimizer steps whatever the
+  size of its training set (the epochs follow from it; detection also fixes the warm-up share and keeps the last
+  model, :meth:`DetectionTask.yolo_schedule`), so no arm gains from training longer and real + classic is itself the
+  same-steps control. Choose ``N`` where real + classic has converged on the *validation* split
+  (``experiments/benefit_steps.py``), never on the test split.
 * **Paired design**: every arm of a size uses the same seeds; with a seed the network initialisation is the same and
   the real images come in the same order (:class:`~monai_gan_aug.data.samplers.PairedOrderSampler`).
 * **Report**: per arm mean ± sd over seeds and a 95 % bootstrap band; against real + classic augmentation, the
@@ -73,6 +78,7 @@ __all__ = [
     "MIXED",
     "REPEAT",
     "repeat_twin",
+    "select_arms",
     "run_benefit",
     "benefit_markdown",
 ]
@@ -141,6 +147,19 @@ def make_arms(ratios: Sequence[float], copy_paste: bool = True, mixed_ratios: Se
     return arms
 
 
+def select_arms(arms: Sequence[Arm], names: Sequence[str] | None) -> list[Arm]:
+    """The arms named in ``names`` (all when None), in the order of ``arms``, always with real + classic: the
+    baseline of every verdict. Raises :class:`BenefitError` for a name that is not an arm of this experiment."""
+    if names is None:
+        return list(arms)
+    known = [a.name for a in arms]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise BenefitError(f"unknown arm(s) {unknown}; the arms of this experiment are {known}.")
+    keep = set(names) | {BASELINE}
+    return [a for a in arms if a.name in keep]
+
+
 def copy_paste_twin(arm: Arm, arms: Sequence[Arm]) -> Arm | None:
     """The copy-paste arm a GAN or mixed arm is compared with (same ratio, same classic augmentation), or None."""
     if arm.added not in ("gan", MIXED):
@@ -193,6 +212,29 @@ class BenefitTask(ABC):
     def defaults(self) -> dict[str, Any]:
         return {}
 
+    #: the setting that holds this task's batch size
+    batch_key: str = "batch_size"
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimizer steps of one epoch over ``n_train`` images (every batch, the last one partial; a trailing single
+        image is dropped, as :func:`~monai_gan_aug.evaluation.protocols.fit_supervised` does)."""
+        n, b = int(n_train), int(self.settings[self.batch_key])
+        if n < 1:
+            raise BenefitError(f"{self.name}: no training images.")
+        b = min(b, n)
+        return n // b if (n % b == 1 and n > 1) else math.ceil(n / b)
+
+    def epochs_for(self, n_train: int) -> int:
+        """Epochs of a run on ``n_train`` images: the ``epochs`` setting, or with ``steps`` set, the epochs that
+        make ``steps`` optimizer steps (rounded to whole epochs) whatever the size of the training set, so every arm
+        of a row takes the same number of steps."""
+        steps = self.settings.get("steps")
+        if steps is None:
+            return int(self.settings["epochs"])
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise BenefitError(f"{self.name}: 'steps' must be a positive integer or None, got {steps!r}.")
+        return max(1, round(int(steps) / self.steps_per_epoch(n_train)))
+
     def check_items(self, items: Sequence[Mapping], source: str) -> None:
         """Raise :class:`BenefitError` naming the source when the training items cannot serve this task."""
         missing = [i.get("image") for i in items if self.requires not in i]
@@ -232,7 +274,8 @@ class SegmentationTask(BenefitTask):
     primary = "dice"
 
     def defaults(self) -> dict[str, Any]:
-        return {"image_size": 64, "epochs": 30, "batch_size": 16, "lr": 1e-3, "network": "unet", "device": None}
+        return {"image_size": 64, "epochs": 30, "steps": None, "batch_size": 16, "lr": 1e-3, "network": "unet",
+                "device": None}
 
     def prepare(self, splits: Mapping[str, Sequence[dict]]) -> None:
         from monai_gan_aug.evaluation.protocols import preload_items
@@ -256,7 +299,7 @@ class SegmentationTask(BenefitTask):
         s = self.settings
         data = self._load(real) + self._load(added)
         net = train_segmenter(
-            data, self.val, network=s["network"], epochs=int(s["epochs"]), image_size=int(s["image_size"]),
+            data, self.val, network=s["network"], epochs=self.epochs_for(len(data)), image_size=int(s["image_size"]),
             classic_aug=classic_augmentation(True, int(s["image_size"]), elastic=True) if classic else False, seed=seed, batch_size=int(s["batch_size"]), lr=float(s["lr"]), device=s["device"],
             n_real=len(real),
         )
@@ -302,6 +345,7 @@ class DetectionTask(BenefitTask):
 
     name = "detection"
     requires = "boxes"
+    batch_key = "batch"
     metrics = (
         Metric("sens_op@0.25", "Sensitivity@IoU0.25 (val. operating point)", "tp_op@0.25", "n_gt"),
         Metric("fp_op@0.25", "FPs/slice@IoU0.25 (val. operating point)", "fp_op@0.25", "one", higher_is_better=False),
@@ -319,8 +363,8 @@ class DetectionTask(BenefitTask):
         import torch
 
         gpu = torch.cuda.is_available()
-        return {"model": "yolov8s-p2.yaml" if gpu else "yolov8n-p2.yaml", "imgsz": 128, "epochs": 40, "batch": 16,
-                "conf": 0.001, "operating_fp": 1.0, "device": None,
+        return {"model": "yolov8s-p2.yaml" if gpu else "yolov8n-p2.yaml", "imgsz": 128, "epochs": 40, "steps": None,
+                "batch": 16, "conf": 0.001, "operating_fp": 1.0, "device": None,
                 "train_kwargs": {"optimizer": "SGD", "lr0": 0.01, "patience": 15, "warmup_epochs": 3},
                 "work_dir": None}
 
@@ -346,10 +390,31 @@ class DetectionTask(BenefitTask):
                                      ratio=len(added) / max(1, len(real)), max_synthetic=len(added), seed=seed,
                                      overwrite=True)
         aug = YOLO_CLASSIC if classic else YOLO_AUGMENT_OFF
-        best = train_yolo(export.data_yaml, model=s["model"], epochs=int(s["epochs"]), imgsz=int(s["imgsz"]),
+        epochs, schedule = self.yolo_schedule(len(real) + len(added))
+        best = train_yolo(export.data_yaml, model=s["model"], epochs=epochs, imgsz=int(s["imgsz"]),
                           batch=int(s["batch"]), seed=seed, device=s["device"], project_dir=Path(work_dir) / "yolo",
-                          name="run", **{**aug, **dict(s["train_kwargs"])})
+                          name="run", **{**aug, **schedule})
         return Path(best), export
+
+    def yolo_schedule(self, n_train: int) -> tuple[int, dict[str, Any]]:
+        """``(epochs, ultralytics settings)`` of a run on ``n_train`` images.
+
+        By epochs (``steps`` None): the recipe's ``epochs`` and ``train_kwargs``, the best epoch chosen on the
+        validation split. With ``steps``, every arm takes the same optimizer steps on the same schedule, which
+        ultralytics counts in epochs, whose length depends on the training set: the epochs are
+        :meth:`epochs_for`, the warm-up (``warmup_epochs`` of ``train_kwargs``) keeps its share of the recipe's
+        ``epochs`` (3 of 40: 7.5 % of the steps), early stopping is off (``patience`` counts epochs) and the model is
+        the last one (``val=False``: ultralytics validates the final epoch only; a model picked from per-epoch
+        checks would be picked from more checks in a smaller arm). The operating threshold is still fixed on the
+        validation split."""
+        s = self.settings
+        kwargs = dict(s["train_kwargs"])
+        epochs = self.epochs_for(n_train)
+        if s.get("steps") is None:
+            return epochs, kwargs
+        share = float(kwargs.get("warmup_epochs", 3.0)) / max(1, int(s["epochs"]))
+        kwargs.update(warmup_epochs=share * epochs, patience=epochs + 1, val=False)
+        return epochs, kwargs
 
     def run(self, real: Sequence[dict], added: Sequence[dict], classic: bool, seed: int) -> list[dict[str, Any]]:
         import tempfile
@@ -451,7 +516,7 @@ class ClassificationTask(BenefitTask):
     primary = "accuracy"
 
     def defaults(self) -> dict[str, Any]:
-        return {"image_size": 64, "epochs": 20, "batch_size": 16, "lr": 1e-3, "network": "resnet18",
+        return {"image_size": 64, "epochs": 20, "steps": None, "batch_size": 16, "lr": 1e-3, "network": "resnet18",
                 "num_classes": 2, "device": None}
 
     def check_items(self, items: Sequence[Mapping], source: str) -> None:
@@ -477,8 +542,9 @@ class ClassificationTask(BenefitTask):
         from monai_gan_aug.evaluation.classification import predict_probabilities, train_classifier
 
         s = self.settings
+        data = self._load(real) + self._load(added)
         net = train_classifier(
-            self._load(real) + self._load(added), self.val, network=s["network"], epochs=int(s["epochs"]),
+            data, self.val, network=s["network"], epochs=self.epochs_for(len(data)),
             image_size=int(s["image_size"]), classic_aug=classic, seed=seed, batch_size=int(s["batch_size"]),
             lr=float(s["lr"]), num_classes=int(s["num_classes"]), device=s["device"], n_real=len(real),
         )
@@ -751,6 +817,7 @@ def run_benefit(
     mixed_ratios: Sequence[float] = (),
     lesions_per_image: int = 1,
     repeat: bool = True,
+    arms: Sequence[str] | None = None,
     subset_seed: int = 0,
     n_boot: int = 2000,
     quick: bool = False,
@@ -758,7 +825,11 @@ def run_benefit(
     on_run: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the whole "does it help?" protocol (module docstring) and write ``benefit_<task>.{json,md,png}`` to
-    ``out_dir``. Returns the report dict. Bad settings raise :class:`BenefitError` before any training."""
+    ``out_dir``. Returns the report dict. Bad settings raise :class:`BenefitError` before any training.
+
+    ``arms`` keeps only the named arms of :func:`make_arms` (real + classic always runs: every verdict is against it),
+    e.g. the classic-augmented ones when time is short. With ``task_settings={"steps": N}`` every arm takes the same
+    optimizer steps, so the same-steps control arms (``repeat``) are left out: real + classic is that control."""
     if task not in TASKS:
         raise BenefitError(f"unknown task {task!r}; available: {sorted(TASKS)}.")
     infos = bundle_infos()  # read the bundles once
@@ -797,13 +868,17 @@ def run_benefit(
     out = Path(out_dir).expanduser().absolute()
     copy_paste = bool(copy_paste) and t.name != "classification"  # copy-paste pastes lesions with their masks
     mixed_ratios = [float(r) for r in mixed_ratios]
-    arms = make_arms(ratios, copy_paste, mixed_ratios, repeat)
+    repeat = bool(repeat) and t.settings.get("steps") is None  # same steps for all: real + classic is the control
+    t.epochs_for(1)  # a bad 'steps' fails here, before any training
+    all_arms = make_arms(ratios, copy_paste, mixed_ratios, repeat)
+    arms = select_arms(all_arms, arms)
     config = {"bundle": bundle, "task": task, "dataset": source, "fractions": sorted(subsets), "seeds": seeds,
               "ratios": ratios, "generator_overrides": gen_over, "inference_overrides": inf_over,
               "task_settings": t.settings, "subset_seed": subset_seed, "copy_paste": copy_paste,
               **({"mixed_ratios": mixed_ratios} if mixed_ratios else {}),
               **({"lesions_per_image": lesions_per_image} if lesions_per_image != 1 else {}),
-              **({"repeat": False} if not repeat else {})}
+              **({"repeat": False} if not repeat else {}),
+              **({"arms": [a.name for a in arms]} if len(arms) != len(all_arms) else {})}
     t0 = time.perf_counter()
     t.prepare(splits)
     test_digest = content_digest(splits["test"])
