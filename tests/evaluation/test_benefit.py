@@ -392,3 +392,84 @@ def test_lesions_per_image_in_both_added_sets(demo, tmp_path, monkeypatch):
     monkeypatch.setattr(B, "train_and_generate", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(B.BenefitError, match="num_lesions"):
         B.run_benefit("pix2pix", "segmentation", demo, tmp_path / "out", lesions_per_image=2, quick=True)
+
+
+def test_steps_give_every_arm_the_same_optimizer_steps():
+    """With ``steps`` the epochs follow from the training-set size, so an arm with added images takes as many optimizer
+    steps as real + classic (within half an epoch); the epochs count of each loader is what the trainers build."""
+    from torch.utils.data import DataLoader
+
+    seg = B.SegmentationTask(steps=600, batch_size=16)
+    for n in (1, 5, 16, 17, 24, 33, 48, 100):  # fit_supervised's loader: batch min(b, n), a single leftover dropped
+        b = min(16, n)
+        loader = DataLoader(list(range(n)), batch_size=b, drop_last=(n % b == 1 and n > 1))
+        assert seg.steps_per_epoch(n) == len(loader)
+        assert abs(seg.epochs_for(n) * len(loader) - 600) <= len(loader) / 2
+    assert B.SegmentationTask(epochs=7).epochs_for(24) == 7  # by epochs unless steps is set
+    det = B.DetectionTask(steps=600, batch=16)
+    assert det.epochs_for(24) == 300 and det.epochs_for(48) == 200  # 2 and 3 batches an epoch: 600 steps each
+    epochs, kw = det.yolo_schedule(48)
+    assert epochs == 200 and kw["val"] is False and kw["patience"] > epochs  # no early stop, the last model
+    assert kw["warmup_epochs"] * 3 == pytest.approx(0.075 * 600)  # the recipe's 3 of 40 epochs: 7.5 % of the steps
+    assert kw["optimizer"] == "SGD" and kw["lr0"] == 0.01  # the recipe's other settings are kept
+    epochs, kw = B.DetectionTask().yolo_schedule(48)  # by epochs: the recipe as it was
+    assert epochs == 40 and "val" not in kw and kw["patience"] == 15
+    for bad in (0, -3, 2.5, True, "600"):
+        with pytest.raises(B.BenefitError, match="'steps' must be a positive integer"):
+            B.DetectionTask(steps=bad).epochs_for(24)
+
+
+def test_select_arms_keeps_the_baseline_and_names_unknown_arms():
+    arms = B.make_arms([1.0])
+    kept = B.select_arms(arms, ["real+gan x1+classic"])
+    assert [a.name for a in kept] == ["real+classic", "real+gan x1+classic"]
+    assert B.select_arms(arms, None) == arms
+    with pytest.raises(B.BenefitError, match=r"unknown arm\(s\) \['real\+gan x2'\].*real\+gan x1\+classic"):
+        B.select_arms(arms, ["real+gan x2"])
+
+
+def test_steps_run_end_to_end(demo, tmp_path, monkeypatch):
+    """A quick run with ``steps`` and ``--arms``: only the named arms and the baseline train, no repeat arm (real +
+    classic is the same-steps control), every run takes the same optimizer steps; bad steps fail before training."""
+    from monai_gan_aug.evaluation import segmentation
+
+    with pytest.raises(B.BenefitError, match="'steps' must be a positive integer"):
+        B.run_benefit("pix2pix", "segmentation", demo, tmp_path / "bad", fractions=[1.0], seeds=[0, 1], quick=True,
+                      task_settings={"steps": 0}, progress=False)
+    assert not (tmp_path / "bad").exists()  # nothing written
+    with pytest.raises(B.BenefitError, match="unknown arm"):
+        B.run_benefit("pix2pix", "segmentation", demo, tmp_path / "bad", fractions=[1.0], seeds=[0, 1], quick=True,
+                      arms=["real+gan x3"], progress=False)
+    steps = []
+    original_fit = segmentation.fit_supervised
+
+    def fit(network, train_data, loss_function, epochs, *a, batch_size=16, **k):
+        b = min(batch_size, len(train_data))
+        per_epoch = len(train_data) // b if len(train_data) % b == 1 else -(-len(train_data) // b)
+        steps.append((len(train_data), epochs * per_epoch, per_epoch))
+        return original_fit(network, train_data, loss_function, epochs, *a, batch_size=batch_size, **k)
+
+    monkeypatch.setattr(segmentation, "fit_supervised", fit)
+    report = B.run_benefit("pix2pix", "segmentation", demo, tmp_path / "out", fractions=[1.0], seeds=[0, 1],
+                           quick=True, task_settings={"steps": 12}, arms=["real+gan x1+classic"], n_boot=100,
+                           progress=False)
+    assert [a["name"] for a in report["arms"]] == ["real+classic", "real+gan x1+classic"]
+    assert report["config"]["repeat"] is False and report["config"]["arms"] == ["real+classic", "real+gan x1+classic"]
+    sizes = sorted({n for n, _, _ in steps})
+    assert len(sizes) == 2 and sizes[1] == 2 * sizes[0]  # real + classic and real + 1x GAN images
+    assert all(abs(s - 12) <= per / 2 for _, s, per in steps), steps  # the same steps (whole epochs) whatever the size
+    entry = report["rows"][0]["arms"]["real+gan x1+classic"]["dice"]
+    assert "vs_repeat" not in entry and entry["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")
+
+
+def test_cli_arms_and_steps_errors_are_the_last_line(demo, tmp_path, capsys):
+    from monai_gan_aug import benefit as cli
+
+    base = ["--bundle", "lesion_inpaint", "--task", "detection", "--dataset_dir", demo, "--out", str(tmp_path / "o"),
+            "--fractions", "1.0", "--seeds", "0", "1", "--quick"]
+    assert cli.main(base + ["--arms", "real+gan x1+classic", "real+gan x7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: unknown arm(s) ['real+gan x7']") and "real+copy_paste x1+classic" in err
+    assert cli.main(base + ["--task_settings", '{"steps": -5}']) == 2
+    assert "'steps' must be a positive integer" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "o").exists()
