@@ -1018,6 +1018,10 @@ def benefit_markdown(report: Mapping[str, Any], digits: int = 3) -> str:
     cfg = report["config"]
     lines += ["", f"Seeds {cfg['seeds']}; mean ± sd over seeds; intervals: paired percentile bootstrap over seeds and "
               "test patients; verdict 'cannot tell' when the interval touches 0.", ""]
+    steps = (cfg.get("task_settings") or {}).get("steps")
+    if steps is not None:
+        lines += [f"Every arm took the same {steps} optimizer steps (`steps`), so real+classic is the same-steps control.",
+                  ""]
     if "timings_s" in report:
         lines.append("Time (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
     return "\n".join(lines) + "\n"

@@ -458,6 +458,7 @@ def test_steps_run_end_to_end(demo, tmp_path, monkeypatch):
     sizes = sorted({n for n, _, _ in steps})
     assert len(sizes) == 2 and sizes[1] == 2 * sizes[0]  # real + classic and real + 1x GAN images
     assert all(abs(s - 12) <= per / 2 for _, s, per in steps), steps  # the same steps (whole epochs) whatever the size
+    assert "same 12 optimizer steps" in (tmp_path / "out" / "benefit_segmentation.md").read_text()
     entry = report["rows"][0]["arms"]["real+gan x1+classic"]["dice"]
     assert "vs_repeat" not in entry and entry["vs_baseline"]["verdict"] in ("helps", "hurts", "cannot tell")
 
