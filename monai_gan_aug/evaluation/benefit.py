@@ -215,19 +215,30 @@ class BenefitTask(ABC):
     #: the setting that holds this task's batch size
     batch_key: str = "batch_size"
 
-    def steps_per_epoch(self, n_train: int) -> int:
-        """Optimizer steps of one epoch over ``n_train`` images (every batch, the last one partial; a trailing single
-        image is dropped, as :func:`~monai_gan_aug.evaluation.protocols.fit_supervised` does)."""
-        n, b = int(n_train), int(self.settings[self.batch_key])
+    def _batch(self, n_train: int) -> tuple[int, int]:
+        n, b = int(n_train), self.settings[self.batch_key]
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+            raise BenefitError(f"{self.name}: {self.batch_key!r} must be a positive integer with 'steps', got {b!r}.")
         if n < 1:
             raise BenefitError(f"{self.name}: no training images.")
-        b = min(b, n)
+        return n, min(int(b), n)
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Batches of one epoch over ``n_train`` images (the last one partial; a trailing single image is dropped,
+        as :func:`~monai_gan_aug.evaluation.protocols.fit_supervised` does)."""
+        n, b = self._batch(n_train)
         return n // b if (n % b == 1 and n > 1) else math.ceil(n / b)
+
+    def uses_validation_for_selection(self) -> bool:
+        """Whether a run keeps its best epoch on the validation split: by epochs yes; with ``steps`` no, the model
+        is the last one (a smaller arm has more epochs, so a best-of-epochs pick would be a pick from more checks)."""
+        return self.settings.get("steps") is None
 
     def epochs_for(self, n_train: int) -> int:
         """Epochs of a run on ``n_train`` images: the ``epochs`` setting, or with ``steps`` set, the epochs that
-        make ``steps`` optimizer steps (rounded to whole epochs) whatever the size of the training set, so every arm
-        of a row takes the same number of steps."""
+        make ``steps`` batches (rounded to whole epochs) whatever the size of the training set, so every arm of a
+        row takes the same number of gradient steps (the images seen differ by the partial last batch of each
+        epoch)."""
         steps = self.settings.get("steps")
         if steps is None:
             return int(self.settings["epochs"])
@@ -299,7 +310,8 @@ class SegmentationTask(BenefitTask):
         s = self.settings
         data = self._load(real) + self._load(added)
         net = train_segmenter(
-            data, self.val, network=s["network"], epochs=self.epochs_for(len(data)), image_size=int(s["image_size"]),
+            data, self.val if self.uses_validation_for_selection() else None, network=s["network"],
+            epochs=self.epochs_for(len(data)), image_size=int(s["image_size"]),
             classic_aug=classic_augmentation(True, int(s["image_size"]), elastic=True) if classic else False, seed=seed, batch_size=int(s["batch_size"]), lr=float(s["lr"]), device=s["device"],
             n_real=len(real),
         )
@@ -328,7 +340,8 @@ YOLO_CLASSIC = {**YOLO_AUGMENT_OFF, "fliplr": 0.5, "degrees": 10.0, "scale": 0.1
 
 class DetectionTask(BenefitTask):
     """ultralytics YOLO from its model yaml, trained at the generator's resolution (``imgsz``: no synthetic image is
-    upscaled), best epoch chosen on the real validation split, scored on the real test slices at ``conf`` (Han et
+    upscaled), best epoch chosen on the real validation split (the last one with ``steps``:
+    :meth:`yolo_schedule`), scored on the real test slices at ``conf`` (Han et
     al.'s 0.1 %): per test image its lesions, the lesions found and the false positives at IoU 0.5 and 0.25, and the
     scores of its true and false positives (FROC / CPM).
 
@@ -396,12 +409,20 @@ class DetectionTask(BenefitTask):
                           name="run", **{**aug, **schedule})
         return Path(best), export
 
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Batches of one ultralytics epoch: ``ceil(n / batch)`` (its loader keeps a partial last batch, even of
+        one image)."""
+        n, b = self._batch(n_train)
+        return math.ceil(n / b)
+
     def yolo_schedule(self, n_train: int) -> tuple[int, dict[str, Any]]:
         """``(epochs, ultralytics settings)`` of a run on ``n_train`` images.
 
         By epochs (``steps`` None): the recipe's ``epochs`` and ``train_kwargs``, the best epoch chosen on the
-        validation split. With ``steps``, every arm takes the same optimizer steps on the same schedule, which
-        ultralytics counts in epochs, whose length depends on the training set: the epochs are
+        validation split. With ``steps``, every arm takes the same ``steps`` batches on the same schedule (ultralytics
+        accumulates gradients to a nominal batch of 64, so at batch 16 that is about ``steps / 4`` weight updates,
+        the same number in every arm), which ultralytics counts in epochs, whose length depends on the training
+        set: the epochs are
         :meth:`epochs_for`, the warm-up (``warmup_epochs`` of ``train_kwargs``) keeps its share of the recipe's
         ``epochs`` (3 of 40: 7.5 % of the steps), early stopping is off (``patience`` counts epochs) and the model is
         the last one (``val=False``: ultralytics validates the final epoch only; a model picked from per-epoch
@@ -544,7 +565,8 @@ class ClassificationTask(BenefitTask):
         s = self.settings
         data = self._load(real) + self._load(added)
         net = train_classifier(
-            data, self.val, network=s["network"], epochs=self.epochs_for(len(data)),
+            data, self.val if self.uses_validation_for_selection() else None, network=s["network"],
+            epochs=self.epochs_for(len(data)),
             image_size=int(s["image_size"]), classic_aug=classic, seed=seed, batch_size=int(s["batch_size"]),
             lr=float(s["lr"]), num_classes=int(s["num_classes"]), device=s["device"], n_real=len(real),
         )

@@ -407,6 +407,12 @@ def test_steps_give_every_arm_the_same_optimizer_steps():
         assert abs(seg.epochs_for(n) * len(loader) - 600) <= len(loader) / 2
     assert B.SegmentationTask(epochs=7).epochs_for(24) == 7  # by epochs unless steps is set
     det = B.DetectionTask(steps=600, batch=16)
+    from ultralytics.data.build import build_dataloader
+
+    for n in (1, 5, 16, 17, 24, 33, 48, 100):  # ultralytics' own training loader keeps a trailing single image
+        loader = build_dataloader(list(range(n)), batch=16, workers=0, shuffle=True, rank=-1, device="cpu")
+        assert det.steps_per_epoch(n) == len(loader), n
+        assert abs(det.epochs_for(n) * len(loader) - 600) <= len(loader) / 2
     assert det.epochs_for(24) == 300 and det.epochs_for(48) == 200  # 2 and 3 batches an epoch: 600 steps each
     epochs, kw = det.yolo_schedule(48)
     assert epochs == 200 and kw["val"] is False and kw["patience"] > epochs  # no early stop, the last model
@@ -417,6 +423,9 @@ def test_steps_give_every_arm_the_same_optimizer_steps():
     for bad in (0, -3, 2.5, True, "600"):
         with pytest.raises(B.BenefitError, match="'steps' must be a positive integer"):
             B.DetectionTask(steps=bad).epochs_for(24)
+    for bad in (-1, 0.7):  # ultralytics' AutoBatch (-1) and a memory fraction cannot be counted in steps
+        with pytest.raises(B.BenefitError, match="'batch' must be a positive integer"):
+            B.DetectionTask(steps=600, batch=bad).epochs_for(24)
 
 
 def test_select_arms_keeps_the_baseline_and_names_unknown_arms():
@@ -440,14 +449,17 @@ def test_steps_run_end_to_end(demo, tmp_path, monkeypatch):
     with pytest.raises(B.BenefitError, match="unknown arm"):
         B.run_benefit("pix2pix", "segmentation", demo, tmp_path / "bad", fractions=[1.0], seeds=[0, 1], quick=True,
                       arms=["real+gan x3"], progress=False)
+    assert not (tmp_path / "bad").exists()
     steps = []
     original_fit = segmentation.fit_supervised
 
-    def fit(network, train_data, loss_function, epochs, *a, batch_size=16, **k):
+    def fit(network, train_data, loss_function, epochs, *a, batch_size=16, val_data=None, **k):
+        assert val_data is None  # the last model: no best-of-epochs pick (a smaller arm has more epochs to pick from)
         b = min(batch_size, len(train_data))
         per_epoch = len(train_data) // b if len(train_data) % b == 1 else -(-len(train_data) // b)
         steps.append((len(train_data), epochs * per_epoch, per_epoch))
-        return original_fit(network, train_data, loss_function, epochs, *a, batch_size=batch_size, **k)
+        return original_fit(network, train_data, loss_function, epochs, *a, batch_size=batch_size, val_data=val_data,
+                            **k)
 
     monkeypatch.setattr(segmentation, "fit_supervised", fit)
     report = B.run_benefit("pix2pix", "segmentation", demo, tmp_path / "out", fractions=[1.0], seeds=[0, 1],
