@@ -749,6 +749,8 @@ def evaluate_realism(
         g = recall["generated"][f"recall@{t:g}"] - recall["control_generated"][f"recall@{t:g}"]
         r = recall["real_test"][f"recall@{t:g}"] - recall["control_test"][f"recall@{t:g}"]
         recall[f"corrected_ratio@{t:g}"] = _ratio(g, r)
+        recall[f"fp_ratio@{t:g}"] = _ratio(recall["generated"][f"fp_per_slice@{t:g}"],
+                                           recall["real_test"][f"fp_per_slice@{t:g}"])
     recall["by_size"] = recall_by_size((gen_det, gen.boxes, gen.scored), (test_det, test.boxes, test.scored), threshold)
     timings["recall_s"] = time.perf_counter() - t1
 
@@ -787,6 +789,10 @@ def evaluate_realism(
         _target("Detector recall, generated / real test lesions (IoU 0.25)", recall["ratio@0.25"], RECALL_TARGET),
         _target("Same, control-corrected (recall minus control recall)", recall["corrected_ratio@0.25"],
                 RECALL_TARGET),
+        _target("False positives per slice (outside every box), generated / real test slices",
+                recall["fp_ratio@0.25"], None,
+                "no target set; far above 1: the detector fires on the generated slices away from their lesions, "
+                "so the slices themselves do not look real to it"),
         _target("Box contrast, generated / real test lesions (means)", contrast["ratio"], CONTRAST_TARGET),
         _target("FID slices / real floor", distribution["slices"]["fid_over_floor"], None, "no target set; lower is better"),
         _target("FID lesion patches / real floor", distribution["patches"]["fid_over_floor"], None,

@@ -383,3 +383,24 @@ def test_recall_by_size_separates_size_from_look():
     small = [one(2), one(6)]
     assert np.isnan(R.recall_by_size((detect(small), small, [None] * 2), (detect(real), real, [None] * 3), 0.5)
                     ["size_matched_ratio"])
+
+
+def test_false_positives_on_generated_slices_are_reported(demo, tmp_path, no_training, fixed_threshold):
+    """A generated slice with a bright blob outside its boxes (what pggan_bbox's 128 px slices provoke) raises the
+    ratio of false positives per slice, generated over real, next to the recall target."""
+    det = BlobDetector()
+    clean = R.evaluate_realism(_write_set(tmp_path / "clean", BOX_SETS), demo, tmp_path / "o1", detector=det,
+                               extractor="random")
+    extra = [bs + [[24, 24, 28, 28]] for bs in BOX_SETS]  # an unlabelled bright square in every slice
+    noisy = R.evaluate_realism(_write_set(tmp_path / "noisy", BOX_SETS, bright=extra), demo, tmp_path / "o2",
+                               detector=det, extractor="random")
+    for rep in (clean, noisy):
+        row = next(t for t in rep["targets"] if t["name"].startswith("False positives per slice"))
+        rec = rep["recall"]
+        assert row["target"] is None and row["pass"] is None
+        expected = R._ratio(rec["generated"]["fp_per_slice@0.25"], rec["real_test"]["fp_per_slice@0.25"])
+        assert row["value"] == pytest.approx(expected, nan_ok=True) and rec["fp_ratio@0.25"] == row["value"] or (
+            np.isnan(expected) and np.isnan(row["value"]))
+    assert noisy["recall"]["generated"]["fp_per_slice@0.25"] >= clean["recall"]["generated"]["fp_per_slice@0.25"] + 1
+    assert noisy["recall"]["generated"]["recall@0.25"] == clean["recall"]["generated"]["recall@0.25"] == 1.0
+    assert "False positives per slice" in (tmp_path / "o2" / "realism.md").read_text()
