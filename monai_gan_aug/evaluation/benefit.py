@@ -285,7 +285,7 @@ class SegmentationTask(BenefitTask):
     primary = "dice"
 
     def defaults(self) -> dict[str, Any]:
-        return {"image_size": 64, "epochs": 30, "steps": None, "batch_size": 16, "lr": 1e-3, "network": "unet",
+        return {"image_size": 64, "epochs": 30, "batch_size": 16, "lr": 1e-3, "network": "unet",
                 "device": None}
 
     def prepare(self, splits: Mapping[str, Sequence[dict]]) -> None:
@@ -376,7 +376,7 @@ class DetectionTask(BenefitTask):
         import torch
 
         gpu = torch.cuda.is_available()
-        return {"model": "yolov8s-p2.yaml" if gpu else "yolov8n-p2.yaml", "imgsz": 128, "epochs": 40, "steps": None,
+        return {"model": "yolov8s-p2.yaml" if gpu else "yolov8n-p2.yaml", "imgsz": 128, "epochs": 40,
                 "batch": 16, "conf": 0.001, "operating_fp": 1.0, "device": None,
                 "train_kwargs": {"optimizer": "SGD", "lr0": 0.01, "patience": 15, "warmup_epochs": 3},
                 "work_dir": None}
@@ -537,7 +537,7 @@ class ClassificationTask(BenefitTask):
     primary = "accuracy"
 
     def defaults(self) -> dict[str, Any]:
-        return {"image_size": 64, "epochs": 20, "steps": None, "batch_size": 16, "lr": 1e-3, "network": "resnet18",
+        return {"image_size": 64, "epochs": 20, "batch_size": 16, "lr": 1e-3, "network": "resnet18",
                 "num_classes": 2, "device": None}
 
     def check_items(self, items: Sequence[Mapping], source: str) -> None:

@@ -418,6 +418,8 @@ def test_steps_give_every_arm_the_same_optimizer_steps():
     assert epochs == 200 and kw["val"] is False and kw["patience"] > epochs  # no early stop, the last model
     assert kw["warmup_epochs"] * 3 == pytest.approx(0.075 * 600)  # the recipe's 3 of 40 epochs: 7.5 % of the steps
     assert kw["optimizer"] == "SGD" and kw["lr0"] == 0.01  # the recipe's other settings are kept
+    for task in (B.DetectionTask, B.SegmentationTask, B.ClassificationTask):  # no 'steps' key unless given: the run
+        assert "steps" not in task().settings  # records of every earlier table keep their keys (resume reuses them)
     epochs, kw = B.DetectionTask().yolo_schedule(48)  # by epochs: the recipe as it was
     assert epochs == 40 and "val" not in kw and kw["patience"] == 15
     for bad in (0, -3, 2.5, True, "600"):
