@@ -28,8 +28,15 @@ import numpy as np
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from monai_gan_aug.evaluation.benefit import DetectionTask, _digest, content_digest, nested_patient_subsets  # noqa: E402
-from monai_gan_aug.evaluation.detection import match_detections, predict_detections  # noqa: E402
+from monai_gan_aug.evaluation.benefit import (  # noqa: E402
+    DetectionTask,
+    _digest,
+    content_digest,
+    nested_patient_subsets,
+    operating_point_counts,
+    operating_threshold,
+)
+from monai_gan_aug.evaluation.detection import predict_detections  # noqa: E402
 from monai_gan_aug.evaluation.protocols import load_splits  # noqa: E402
 from monai_gan_aug.evaluation.tables import load_run_record, save_run_record  # noqa: E402
 
@@ -40,19 +47,14 @@ TOLERANCE = 0.02
 def validation_scores(task: DetectionTask, best: Path, val: list[dict]) -> dict[str, float]:
     """Sensitivity@IoU0.25 and FPs/slice of ``best`` on ``val`` at the threshold that allows ``operating_fp`` false
     positives per validation slice (the benefit table's operating point, here on the split it is fixed on)."""
-    from monai_gan_aug.evaluation.benefit import operating_threshold
-
     s = task.settings
     preds = predict_detections(str(best), val, conf=float(s["conf"]), imgsz=int(s["imgsz"]), device=s["device"])
     thr = operating_threshold(preds, val, float(s["operating_fp"]))
     tp = fp = n_gt = 0
     for item, p in zip(val, preds):
         gt = np.asarray(item.get("boxes", []), float).reshape(-1, 4)
-        keep = np.asarray(p["scores"]) >= thr
-        hits, _ = match_detections(np.asarray(p["boxes"])[keep], np.asarray(p["scores"])[keep], gt, 0.25)
-        tp += int(np.asarray(hits, bool).sum())
-        fp += int(keep.sum()) - int(np.asarray(hits, bool).sum())
-        n_gt += len(gt)
+        found, false = operating_point_counts(p, gt, thr)
+        tp, fp, n_gt = tp + found, fp + false, n_gt + len(gt)
     return {"val_sens_op@0.25": tp / max(1, n_gt), "val_fp_op@0.25": fp / max(1, len(val)), "threshold": thr}
 
 

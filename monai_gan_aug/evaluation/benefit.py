@@ -79,6 +79,7 @@ __all__ = [
     "REPEAT",
     "repeat_twin",
     "select_arms",
+    "operating_point_counts",
     "run_benefit",
     "benefit_markdown",
 ]
@@ -462,10 +463,8 @@ class DetectionTask(BenefitTask):
                 rec[f"fp@{iou}"] = float((~tp).sum())
                 rec[f"tp_scores@{iou}"] = np.asarray(p["scores"])[tp].round(5).tolist()
                 rec[f"fp_scores@{iou}"] = np.asarray(p["scores"])[~tp].round(5).tolist()
-            keep = np.asarray(p["scores"]) >= threshold
-            tp_op, _ = match_detections(np.asarray(p["boxes"])[keep], np.asarray(p["scores"])[keep], gt, 0.25)
-            rec["tp_op@0.25"] = float(np.asarray(tp_op, bool).sum())
-            rec["fp_op@0.25"] = float(keep.sum() - rec["tp_op@0.25"])
+            tp_op, fp_op = operating_point_counts(p, gt, threshold)
+            rec["tp_op@0.25"], rec["fp_op@0.25"] = float(tp_op), float(fp_op)
             records.append(rec)
         return records
 
@@ -581,6 +580,18 @@ class ClassificationTask(BenefitTask):
 
         m = classification_metrics([r["label"] for r in records], np.asarray([r["prob"] for r in records]))
         return {"auc": float(m["auc"])}
+
+
+def operating_point_counts(prediction: Mapping[str, Any], gt: np.ndarray, threshold: float,
+                           iou: float = 0.25) -> tuple[int, int]:
+    """``(lesions found, false positives)`` of one image's ``{"boxes", "scores"}`` against its boxes ``gt``, keeping
+    the detections scored at least ``threshold`` (the operating point) and matching at ``iou``."""
+    from monai_gan_aug.evaluation.detection import match_detections
+
+    keep = np.asarray(prediction["scores"]) >= threshold
+    tp, _ = match_detections(np.asarray(prediction["boxes"])[keep], np.asarray(prediction["scores"])[keep], gt, iou)
+    found = int(np.asarray(tp, bool).sum())
+    return found, int(keep.sum()) - found
 
 
 def operating_threshold(predictions: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]],
