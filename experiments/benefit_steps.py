@@ -76,9 +76,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--subset_seed", type=int, default=0)
     p.add_argument("--task_settings", type=json.loads, default={})
+    p.add_argument("--dataset_dir", default=None, help="real datalist (default: the demo dataset)")
     a = p.parse_args()
     out = Path(a.out).absolute()
-    splits = load_splits(None)
+    splits = load_splits(a.dataset_dir)
     subset = nested_patient_subsets(splits["training"], [a.fraction], a.subset_seed)[a.fraction]
     val = splits["validation"]
     results = []

@@ -23,8 +23,10 @@ white matter probability maps that ``nilearn`` ships inside its wheel:
 * lesions: 0..``max_lesions`` per slice (volume), none with probability ``p_no_lesion``; irregular shapes
   (thresholded smooth noise inside a random ellipse / ellipsoid), radius ~2-12 px at 128 px, centred in grey or
   white matter, fully inside the brain and never touching each other; solid or ring-enhancing (bright rim, dark
-  necrotic centre), some with a mild hypointense oedema halo, random contrast; a few thin bright vessel-like
-  curves (not labelled) act as the false-positive confounders the paper mentions.
+  necrotic centre), some with a mild hypointense oedema halo, random contrast (enhancement uniform in
+  ``lesion_level`` times white matter, 1.3-1.9 by default; a lower range such as 1.1-1.4 gives subtler lesions, a
+  harder benchmark); a few thin bright vessel-like curves (not labelled) act as the false-positive confounders the
+  paper mentions.
 
 Files (NIfTI, paths relative to ``datalist.json``): ``images/`` float32 image, ``labels/`` uint8 lesion mask
 (1 = lesion), ``tissue/`` uint8 map (0 background, 1 CSF, 2 grey matter, 3 white matter, 4 lesion). Arrays are
@@ -70,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 DEMO_VERSION = 1
 """Bumped whenever the generator changes its output; part of the cache folder name and of ``datalist.json``."""
+
+DEFAULT_LESION_LEVEL = (1.3, 1.9)
+"""Range of lesion enhancement relative to white matter (uniform per lesion) of the default demo dataset."""
 
 CACHE_ENV = "MONAI_GAN_AUG_CACHE"
 """Environment variable that overrides the default cache folder ``~/.cache/monai_gan_aug``."""
@@ -262,7 +267,12 @@ def _place_lesions(
 
 
 def _render_lesions(
-    rng: np.random.Generator, base: np.ndarray, brain: np.ndarray, ids: np.ndarray, scale: float
+    rng: np.random.Generator,
+    base: np.ndarray,
+    brain: np.ndarray,
+    ids: np.ndarray,
+    scale: float,
+    lesion_level: tuple[float, float] = DEFAULT_LESION_LEVEL,
 ) -> None:
     """Paint the lesions of ``ids`` into ``base`` (white matter = 1), in place: enhancement, necrosis, oedema."""
     boxes = ndi.find_objects(ids)
@@ -282,7 +292,7 @@ def _render_lesions(
             dout = ndi.distance_transform_edt(~m)
             factor = 1.0 - rng.uniform(0.08, 0.25) * np.exp(-dout / width)
             b *= np.where(brain[win] & (ids[win] == 0), factor, 1.0)
-        level = rng.uniform(1.3, 1.9)  # enhancement relative to white matter
+        level = rng.uniform(*lesion_level)  # enhancement relative to white matter
         value = level * (1.0 + 0.05 * _smooth_field(rng, m.shape, 3, 1.0))
         if r_eff >= ring_min and rng.random() < 0.4:  # ring enhancement around a necrotic centre
             din = ndi.distance_transform_edt(m)
@@ -331,6 +341,7 @@ def _synthesize(
     image_size: int,
     max_lesions: int,
     p_no_lesion: float,
+    lesion_level: tuple[float, float] = DEFAULT_LESION_LEVEL,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One 2D slice (``z`` given, patient mm) or one 3D volume (``z`` None): image, label, tissue, spacing."""
     ndim = 2 if z is not None else 3
@@ -375,7 +386,7 @@ def _synthesize(
     r_lo = max(1.5, 2.0 * scale)
     r_range = (r_lo, max(r_lo + 1.0, 12.0 * scale))
     ids = _place_lesions(rng, inner, inner & (tissue >= 2), n, r_range)
-    _render_lesions(rng, base, brain, ids, scale)
+    _render_lesions(rng, base, brain, ids, scale, lesion_level)
     _render_vessels(rng, base, inner, ids, scale)
 
     # global gamma, intensity scale, bias field, Rician noise, skull-stripping
@@ -433,6 +444,7 @@ def demo_params(
     max_lesions: int = 4,
     p_no_lesion: float = 0.25,
     seed: int = 0,
+    lesion_level: Sequence[float] = DEFAULT_LESION_LEVEL,
 ) -> dict[str, Any]:
     """Check and normalise the demo dataset's parameters (the dict stored in ``datalist.json`` and hashed for the
     cache folder name).
@@ -445,6 +457,8 @@ def demo_params(
         max_lesions: most lesions per slice (volume), >= 0.
         p_no_lesion: probability that a slice (volume) has no lesion, in [0, 1].
         seed: non-negative integer seed; the dataset is a pure function of all parameters.
+        lesion_level: ``(low, high)``, the range of lesion enhancement relative to white matter (1.3-1.9 by default);
+            stored only when it differs from the default, so every default dataset keeps its cache folder.
 
     Raises:
         TypeError: an argument has the wrong type.
@@ -466,7 +480,8 @@ def demo_params(
         raise TypeError(f"demo dataset: `p_no_lesion` must be a float, got {type(p_no_lesion).__name__}.")
     if not 0.0 <= float(p_no_lesion) <= 1.0:
         raise ValueError(f"demo dataset: `p_no_lesion` must be in [0, 1], got {p_no_lesion}.")
-    return {
+    level = _lesion_level(lesion_level)
+    params = {
         "spatial_dims": spatial_dims,
         "n_patients": _int("n_patients", n_patients, 1),
         "slices_per_patient": _int("slices_per_patient", slices_per_patient, 1) if spatial_dims == 2 else 1,
@@ -476,6 +491,23 @@ def demo_params(
         "seed": _int("seed", seed, 0),
         "version": DEMO_VERSION,
     }
+    if level != DEFAULT_LESION_LEVEL:
+        params["lesion_level"] = list(level)
+    return params
+
+
+def _lesion_level(value: Any) -> tuple[float, float]:
+    """``value`` checked as a ``(low, high)`` enhancement range: finite, ``1 < low <= high``."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"demo dataset: `lesion_level` must be two numbers (low, high), got {value!r}.") from None
+    if not (np.isfinite(low) and np.isfinite(high) and 1.0 < low <= high <= 10.0):
+        raise ValueError(
+            f"demo dataset: `lesion_level` must satisfy 1 < low <= high <= 10 (times white matter; lesions enhance), "
+            f"got ({low}, {high})."
+        )
+    return low, high
 
 
 def _read_complete(root: Path, params: dict[str, Any]) -> bool:
@@ -523,7 +555,8 @@ def _build(folder: Path, params: dict[str, Any]) -> None:
             zs = [None]
         for s, z in enumerate(zs):
             image, label, tissue, spacing = _synthesize(
-                rng, tpl, warp, contrast, z, size, params["max_lesions"], params["p_no_lesion"]
+                rng, tpl, warp, contrast, z, size, params["max_lesions"], params["p_no_lesion"],
+                _lesion_level(params.get("lesion_level", DEFAULT_LESION_LEVEL)),
             )
             stem = f"{patient}_s{s:02d}" if spatial_dims == 2 else patient
             rel = {key: f"{sub}/{stem}.nii.gz" for key, sub in zip(_SUBDIRS_KEYS, _SUBDIRS)}
@@ -578,6 +611,7 @@ def make_demo_dataset(
     max_lesions: int = 4,
     p_no_lesion: float = 0.25,
     seed: int = 0,
+    lesion_level: Sequence[float] = DEFAULT_LESION_LEVEL,
 ) -> Path:
     """Build the demo dataset in ``root`` (atomically) and return the path of its ``datalist.json``.
 
@@ -594,6 +628,7 @@ def make_demo_dataset(
         max_lesions: most lesions per slice (volume); the count is uniform in ``1..max_lesions`` otherwise.
         p_no_lesion: probability that a slice (volume) has no lesion.
         seed: the dataset is byte-for-byte a function of the parameters; another seed gives other patients.
+        lesion_level: range of lesion enhancement relative to white matter (default 1.3-1.9; lower is harder).
 
     Returns:
         Path of ``root / "datalist.json"``.
@@ -602,7 +637,9 @@ def make_demo_dataset(
         ValueError: ``root`` is a non-empty folder that is not a demo dataset, or a parameter is out of range.
         TypeError: a parameter has the wrong type.
     """
-    params = demo_params(spatial_dims, n_patients, slices_per_patient, image_size, max_lesions, p_no_lesion, seed)
+    params = demo_params(
+        spatial_dims, n_patients, slices_per_patient, image_size, max_lesions, p_no_lesion, seed, lesion_level
+    )
     root = Path(root).expanduser().absolute()
     if _read_complete(root, params):
         return root / _DATALIST
@@ -655,13 +692,13 @@ def get_demo_datalist(spatial_dims: int = 2, cache_dir: str | os.PathLike | None
         spatial_dims: 2 or 3.
         cache_dir: cache folder override.
         kwargs: the other parameters of :func:`make_demo_dataset` (``n_patients``, ``slices_per_patient``,
-            ``image_size``, ``max_lesions``, ``p_no_lesion``, ``seed``).
+            ``image_size``, ``max_lesions``, ``p_no_lesion``, ``seed``, ``lesion_level``).
 
     Raises:
         TypeError: an unknown keyword or a wrongly typed parameter.
         ValueError: a parameter is out of range.
     """
-    allowed = {"n_patients", "slices_per_patient", "image_size", "max_lesions", "p_no_lesion", "seed"}
+    allowed = {"n_patients", "slices_per_patient", "image_size", "max_lesions", "p_no_lesion", "seed", "lesion_level"}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise TypeError(f"get_demo_datalist: unknown parameter(s) {unknown}; use some of {sorted(allowed)}.")
@@ -690,10 +727,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--max_lesions", type=int, default=4)
     parser.add_argument("--p_no_lesion", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lesion_level", type=float, nargs=2, default=list(DEFAULT_LESION_LEVEL), metavar=("LOW", "HIGH"),
+        help="lesion enhancement range relative to white matter (default 1.3 1.9; e.g. 1.1 1.4: subtler lesions)",
+    )
     args = parser.parse_args(argv)
     kwargs = {
         k: getattr(args, k)
-        for k in ("n_patients", "slices_per_patient", "image_size", "max_lesions", "p_no_lesion", "seed")
+        for k in ("n_patients", "slices_per_patient", "image_size", "max_lesions", "p_no_lesion", "seed", "lesion_level")
     }
     if args.out is not None:
         path = make_demo_dataset(args.out, spatial_dims=args.spatial_dims, **kwargs)
