@@ -247,6 +247,29 @@ def test_default_params():
     assert demo_params(2)["image_size"] == 128 and demo_params(3)["image_size"] == 64
     assert demo_params(3, slices_per_patient=8)["slices_per_patient"] == 1
     assert demo_params(2)["version"] == demo.DEMO_VERSION
+    # the default lesion level is not stored: every default dataset keeps the parameters (and cache folder) it had
+    assert demo_params(2) == {"spatial_dims": 2, "n_patients": 40, "slices_per_patient": 8, "image_size": 128,
+                              "max_lesions": 4, "p_no_lesion": 0.25, "seed": 0, "version": demo.DEMO_VERSION}
+    assert demo_params(2, lesion_level=[1.3, 1.9]) == demo_params(2)
+    assert demo_params(2, lesion_level=(1.1, 1.4))["lesion_level"] == [1.1, 1.4]
+
+
+def test_lesion_level_changes_only_the_lesions(ds2d, tmp_path):
+    """A lower enhancement range keeps patients, lesion masks and boxes, and darkens the lesions only."""
+    hard = make_demo_dataset(tmp_path / "hard", max_lesions=3, p_no_lesion=0.25, lesion_level=(1.1, 1.2), **TINY_2D)
+    assert json.loads(hard.read_text())["params"]["lesion_level"] == [1.1, 1.2]
+    n_lesion_items = 0
+    for a, b in zip(_items(ds2d), _items(hard)):
+        assert a["boxes"] == b["boxes"] and a["patient"] == b["patient"]
+        label = _load(hard.parent, b["label"]) > 0
+        np.testing.assert_array_equal(_load(ds2d.parent, a["label"]) > 0, label)
+        img_a, img_b = _load(ds2d.parent, a["image"]), _load(hard.parent, b["image"])
+        near = ndi.binary_dilation(label, iterations=12)  # lesion, its partial-volume edge and oedema halo
+        np.testing.assert_allclose(img_a[~near], img_b[~near], rtol=1e-5)
+        if label.any():
+            n_lesion_items += 1
+            assert img_b[label].mean() < img_a[label].mean()
+    assert n_lesion_items > 0
 
 
 @pytest.mark.parametrize(
@@ -259,6 +282,10 @@ def test_default_params():
         ({"image_size": 64.0}, TypeError, "image_size"),
         ({"seed": -1}, ValueError, "seed"),
         ({"max_lesions": True}, TypeError, "max_lesions"),
+        ({"lesion_level": (0.9, 1.2)}, ValueError, "lesion_level"),
+        ({"lesion_level": (1.5, 1.2)}, ValueError, "lesion_level"),
+        ({"lesion_level": 1.2}, TypeError, "lesion_level"),
+        ({"lesion_level": ("a", "b")}, TypeError, "lesion_level"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, error, match):
@@ -279,3 +306,10 @@ def test_command_line(tmp_path, capsys):
     data = json.loads(path.read_text())
     assert data["spatial_dims"] == 3 and data["seed"] == 5
     assert all(len(b) == 6 for i in _items(path) for b in i["boxes"])
+
+
+def test_command_line_lesion_level(tmp_path, capsys):
+    out = tmp_path / "cli"
+    path = main(["--out", str(out), "--n_patients", "2", "--slices_per_patient", "1", "--image_size", "32",
+                 "--lesion_level", "1.1", "1.4"])
+    assert json.loads(path.read_text())["params"]["lesion_level"] == [1.1, 1.4]
