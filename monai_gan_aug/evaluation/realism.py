@@ -23,7 +23,11 @@ boxes, against the real data, on four questions:
    Inception-v3 from local weights when there are any, else the seeded random conv net): generated slices vs real
    test slices next to the floor real validation vs real test slices; lesion patches (``patch_size`` crops centred on
    the boxes) generated vs test, next to validation vs test.
-4. ``realism.json``, ``realism.md`` (targets, pass / fail) and ``realism_patches.png`` (generated lesion patches
+4. **Stripes and checkerboards** over the whole set (:func:`~monai_gan_aug.metrics.spectral.spectral_artefacts`):
+   the stripe index (directional mid / high-frequency power, generated over real test slices) and the
+   high-frequency power share, each next to its floor, real validation vs real test slices. Informational: the
+   automatic counterpart of looking at the sample grid.
+5. ``realism.json``, ``realism.md`` (targets, pass / fail) and ``realism_patches.png`` (generated lesion patches
    above real test ones).
 
 Which boxes are "generated": every box of a whole generated slice (pggan_bbox); for lesions added to real slices
@@ -67,6 +71,7 @@ from monai_gan_aug.metrics.evaluate import build_extractor
 from monai_gan_aug.metrics.extractors import find_inception_weights
 from monai_gan_aug.metrics.frechet import frechet_distance_from_features
 from monai_gan_aug.metrics.functional import kernel_inception_distance
+from monai_gan_aug.metrics.spectral import spectral_artefacts
 from monai_gan_aug.transforms.boxes.array import as_box_array
 from monai_gan_aug.transforms.inpaint import context_window
 from monai_gan_aug.utils.misc import json_safe
@@ -590,8 +595,21 @@ def realism_markdown(report: Mapping[str, Any]) -> str:
                      f"{_fmt(g['kid'], 4)} ({_fmt(g['kid_sd'], 4)}) | {_fmt(d['fid_over_floor'], 2)} |")
         lines.append(f"| {title}: floor, real validation vs real test | {f['n_a']} vs {f['n_b']} | {_fmt(f['fid'])} | "
                      f"{_fmt(f['kid'], 4)} ({_fmt(f['kid_sd'], 4)}) | 1 |")
-    lines += ["", "FID grows as the sets shrink: compare a pair with its floor at similar sizes (n above).", "",
-              f"![patches]({report['figure']})" if report.get("figure") else "", "",
+    lines += ["", "FID grows as the sets shrink: compare a pair with its floor at similar sizes (n above).", ""]
+    spec = report.get("spectral")
+    if spec:
+        lines += ["## Stripes and checkerboards (power spectrum, whole slices)", "",
+                  "| Pair | Stripe index (band, axis) | High-frequency share ratio |", "|---|---|---|"]
+        for key, title in (("generated_vs_test", "generated vs real test"),
+                           ("floor_validation_vs_test", "floor, real validation vs real test")):
+            sp = spec[key]
+            lines.append(f"| {title} | {_fmt(sp['stripe_index'])} ({sp['stripe_band']}, axis {sp['stripe_axis']}) | "
+                         f"{_fmt(sp.get('high_share_ratio'))} |")
+        lines += ["", "Stripe index: the largest over the smallest per-axis power in a frequency band (mid: n/8 to n/4 "
+                  "cycles, high: 3n/8 to n/2), first set over second, the larger band; 1 = as isotropic as the real "
+                  "slices. High-frequency share ratio: the share of the power in the high band, first over second (> 1: "
+                  "checkerboard or noise, < 1: blur).", ""]
+    lines += [f"![patches]({report['figure']})" if report.get("figure") else "", "",
               "Time (s): " + ", ".join(f"{k} {v}" for k, v in report.get("timings_s", {}).items())]
     return "\n".join(lines) + "\n"
 
@@ -781,6 +799,8 @@ def evaluate_realism(
                                "fid_over_floor": _ratio(pair["fid"], floor["fid"]),
                                "kid_minus_floor": pair["kid"] - floor["kid"]}
     timings["distribution_s"] = time.perf_counter() - t1
+    spectral = {"generated_vs_test": spectral_artefacts(gen.images, test.images),
+                "floor_validation_vs_test": spectral_artefacts(val.images, test.images)}
 
     out.mkdir(parents=True, exist_ok=True)
     figure = out / "realism_patches.png"
@@ -795,6 +815,10 @@ def evaluate_realism(
                 "so the slices themselves do not look real to it"),
         _target("Box contrast, generated / real test lesions (means)", contrast["ratio"], CONTRAST_TARGET),
         _target("FID slices / real floor", distribution["slices"]["fid_over_floor"], None, "no target set; lower is better"),
+        _target("Stripe index (directional spectral power), generated / real test slices",
+                spectral["generated_vs_test"]["stripe_index"], None,
+                f"no target set; 1 = as isotropic as real slices, real floor "
+                f"{spectral['floor_validation_vs_test']['stripe_index']:.2f}; stripes across one axis raise it"),
         _target("FID lesion patches / real floor", distribution["patches"]["fid_over_floor"], None,
                 "no target set; lower is better"),
     ]
@@ -806,7 +830,7 @@ def evaluate_realism(
                  "n_test_lesions": int(sum(len(b) for b in test.boxes))},
         "detector": {"source": det_source, "trained_here": trained, "imgsz": int(max(size)), "threshold": threshold,
                      "operating_fp": op_fp, "chosen_on": "validation", "low_conf": LOW_CONF},
-        "recall": recall, "contrast": contrast, "distribution": distribution, "targets": targets,
+        "recall": recall, "contrast": contrast, "distribution": distribution, "spectral": spectral, "targets": targets,
         "figure": figure.name, "config": {"seed": seed, "extractor": extractor, "patch_size": patch,
                                           "new_boxes_last": new_boxes_last,
                                           "detector_settings": dict(detector_settings or {})},

@@ -34,16 +34,21 @@ def _slice(rng, size=SIZE):
     return (disc * (0.4 + 0.03 * rng.standard_normal((size, size)))).astype(np.float32)
 
 
-def _write_set(root: Path, box_sets, size=SIZE, bright=None, new=None, source=False, seed=0, sizes=None, boxes=True):
+def _write_set(root: Path, box_sets, size=SIZE, bright=None, new=None, source=False, seed=0, sizes=None, boxes=True,
+               stripes=0.0):
     """A synthetic set as SyntheticWriter lays it out: images/*.nii.gz and datalist.json with relative paths. Boxes
     listed in ``bright`` (default: all) are filled with 1.0; ``new`` lists each item's added boxes (lesion_inpaint);
-    ``source`` also writes the unedited slices and names them in ``source_image``."""
+    ``source`` also writes the unedited slices and names them in ``source_image``; ``stripes`` adds rows of
+    alternating brightness (period 5 px along axis 1) of that amplitude inside the disc."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     items = []
     for i, bs in enumerate(box_sets):
         side = sizes[i] if sizes else size
         img = _slice(rng, side)
+        if stripes:
+            img = np.where(img > 0, img + stripes * np.sin(2 * np.pi * np.arange(side) / 5.0)[None, :], 0.0)
+            img = img.astype(np.float32)
         clean = img.copy()
         for b in (bright[i] if bright is not None else bs):
             x0, y0, x1, y1 = (int(v) for v in b)
@@ -404,3 +409,22 @@ def test_false_positives_on_generated_slices_are_reported(demo, tmp_path, no_tra
     assert noisy["recall"]["generated"]["fp_per_slice@0.25"] >= clean["recall"]["generated"]["fp_per_slice@0.25"] + 1
     assert noisy["recall"]["generated"]["recall@0.25"] == clean["recall"]["generated"]["recall@0.25"] == 1.0
     assert "False positives per slice" in (tmp_path / "o2" / "realism.md").read_text()
+
+
+def test_stripes_are_reported_next_to_the_real_floor(demo, tmp_path, no_training, fixed_threshold):
+    """Rows of alternating brightness across the generated slices (pggan_bbox's 128 px streaks) raise the stripe
+    index, on the striped axis, far above the real validation-vs-test floor; clean slices stay near it."""
+    clean = R.evaluate_realism(_write_set(tmp_path / "clean", BOX_SETS), demo, tmp_path / "o1",
+                               detector=NullDetector(), extractor="random")
+    striped = R.evaluate_realism(_write_set(tmp_path / "striped", BOX_SETS, stripes=0.15), demo, tmp_path / "o2",
+                                 detector=NullDetector(), extractor="random")
+    floor = striped["spectral"]["floor_validation_vs_test"]["stripe_index"]
+    assert floor == pytest.approx(clean["spectral"]["floor_validation_vs_test"]["stripe_index"])
+    s_clean, s_striped = clean["spectral"]["generated_vs_test"], striped["spectral"]["generated_vs_test"]
+    assert s_striped["stripe_index"] > 1.5 * s_clean["stripe_index"] and s_striped["stripe_index"] > 1.5 * floor
+    assert s_striped["stripe_axis"] == 1
+    row = next(t for t in striped["targets"] if t["name"].startswith("Stripe index"))
+    assert row["value"] == pytest.approx(s_striped["stripe_index"]) and row["target"] is None and row["pass"] is None
+    assert f"real floor {floor:.2f}" in row["note"]
+    text = (tmp_path / "o2" / "realism.md").read_text()
+    assert "Stripes and checkerboards" in text and "floor, real validation vs real test" in text
