@@ -815,12 +815,12 @@ def evaluate_realism(
                 "so the slices themselves do not look real to it"),
         _target("Box contrast, generated / real test lesions (means)", contrast["ratio"], CONTRAST_TARGET),
         _target("FID slices / real floor", distribution["slices"]["fid_over_floor"], None, "no target set; lower is better"),
+        _target("FID lesion patches / real floor", distribution["patches"]["fid_over_floor"], None,
+                "no target set; lower is better"),
         _target("Stripe index (directional spectral power), generated / real test slices",
                 spectral["generated_vs_test"]["stripe_index"], None,
                 f"no target set; 1 = as isotropic as real slices, real floor "
                 f"{spectral['floor_validation_vs_test']['stripe_index']:.2f}; stripes across one axis raise it"),
-        _target("FID lesion patches / real floor", distribution["patches"]["fid_over_floor"], None,
-                "no target set; lower is better"),
     ]
     report = {
         "title": "Lesion realism and distribution metrics (issue 15)",
